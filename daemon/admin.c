@@ -1,0 +1,947 @@
+/*
+ * admin.c: the admin socket. One JSON request per line, one JSON response
+ * per line ({"ok": true, ...} or {"ok": false, "error": "..."}); long
+ * commands may send {"progress": ...} lines first. Commands are described in
+ * one table that drives dispatch, argument checks and `help`. A malformed
+ * request gets an error response; the daemon carries on.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "calendar.h"
+#include "daemon.h"
+#include "import.h"
+#include "log.h"
+#include "outbox.h"
+#include "render.h"
+#include "template.h"
+
+#define ADMIN_MAX_REQUEST (512u << 20) /* imports travel inline */
+
+struct conn {
+    uv_pipe_t pipe;
+    struct daemon *d;
+    struct sbuf in;
+    int refs;       /* the pipe, and each job or waiter holding it */
+    bool closed;
+};
+
+struct admin_cmd {
+    const char *name;
+    const char *usage;
+    const char *help;
+    void (*fn)(struct conn *c, json_t *req);
+    bool needs_frozen;
+};
+
+static void conn_unref(struct conn *c);
+
+/* ---- replies --------------------------------------------------------------- */
+
+struct wreq {
+    uv_write_t w;
+    char *buf;
+};
+
+static void
+on_written(uv_write_t *w, int status)
+{
+    struct wreq *r = (struct wreq *)w;
+    (void)status;
+    free(r->buf);
+    free(r);
+}
+
+static void
+conn_send(struct conn *c, json_t *msg)
+{
+    struct wreq *r;
+    uv_buf_t b;
+    char *s;
+    if (c->closed) {
+        json_decref(msg);
+        return;
+    }
+    s = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (!s)
+        return;
+    r = xcalloc(1, sizeof(*r));
+    r->buf = xasprintf("%s\n", s);
+    free(s);
+    b = uv_buf_init(r->buf, (unsigned)strlen(r->buf));
+    if (uv_write(&r->w, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0) {
+        free(r->buf);
+        free(r);
+    }
+}
+
+static void
+reply_ok(struct conn *c, json_t *body)
+{
+    if (!body)
+        body = json_object();
+    json_object_set_new(body, "ok", json_true());
+    conn_send(c, body);
+}
+
+static void
+reply_err(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+reply_err(struct conn *c, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    conn_send(c, json_pack("{sbss}", "ok", 0, "error", msg));
+}
+
+static const char *
+arg_str(json_t *req, const char *k)
+{
+    return json_string_value(json_object_get(req, k));
+}
+
+static int
+arg_time(struct conn *c, json_t *req, const char *k, ntime_t *out, bool required)
+{
+    const char *s = arg_str(req, k);
+    if (!s) {
+        if (required)
+            reply_err(c, "missing '%s' (a time such as 2027-02-03T10:00:00+08:00)", k);
+        return required ? -EINVAL : 1;
+    }
+    if (time_parse_iso(s, out) < 0) {
+        reply_err(c, "'%s' is not a time: '%s'; write RFC 3339, e.g. 2027-02-03T10:00:00+08:00",
+                  k, s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static json_t *
+jtime(ntime_t t)
+{
+    char b[32];
+    time_format_iso(t, b, sizeof(b));
+    return json_string(b);
+}
+
+/* "2027-02-03T10:00:00+08:00" in zone tz. */
+static json_t *
+jlocal(const char *tz, ntime_t t)
+{
+    struct cal_local l;
+    char b[40];
+    int off;
+    if (cal_utc_to_local(tz, t, &l) < 0)
+        return jtime(t);
+    off = l.utc_offset;
+    snprintf(b, sizeof(b), "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", l.year, l.month, l.day,
+             l.hour, l.minute, l.second, off < 0 ? '-' : '+', abs(off) / 3600,
+             abs(off) % 3600 / 60);
+    return json_string(b);
+}
+
+/* ---- jobs on the thread pool -------------------------------------------------- */
+
+struct job {
+    uv_work_t w;
+    struct conn *c;
+    struct daemon *d;
+    json_t *req;
+    json_t *rep;   /* set by the worker: sent as is (with "ok" decided by the worker) */
+    struct ruleset *rs;   /* held for the job */
+    void (*fn)(struct job *j);
+};
+
+static void
+job_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    j->fn(j);
+}
+
+static void
+job_after(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    (void)status;
+    if (j->rep)
+        conn_send(j->c, j->rep);
+    else
+        reply_err(j->c, "internal error: the command produced no answer");
+    json_decref(j->req);
+    ruleset_unref(j->rs);
+    conn_unref(j->c);
+    free(j);
+}
+
+static void
+job_start(struct conn *c, json_t *req, void (*fn)(struct job *))
+{
+    struct job *j = xcalloc(1, sizeof(*j));
+    j->c = c;
+    j->d = c->d;
+    j->req = json_incref(req);
+    j->fn = fn;
+    j->rs = ruleset_ref(c->d->rs);
+    j->w.data = j;
+    c->refs++;
+    uv_queue_work(c->d->loop, &j->w, job_work, job_after);
+}
+
+static json_t *
+job_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static json_t *
+job_error(const char *fmt, ...)
+{
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return json_pack("{sbss}", "ok", 0, "error", msg);
+}
+
+/* ---- commands ------------------------------------------------------------------ */
+
+static void
+cmd_status(struct conn *c, json_t *req)
+{
+    struct daemon *d = c->d;
+    json_t *o = json_object();
+    (void)req;
+    json_object_set_new(o, "version", json_string(NUDGE_VERSION));
+    json_object_set_new(o, "uptime", json_integer((json_int_t)(time(NULL) - d->started)));
+    json_object_set_new(o, "now", jtime(daemon_now(d)));
+    json_object_set_new(o, "frozen", json_boolean(d->frozen));
+    json_object_set_new(o, "ruleset_version", json_integer((json_int_t)d->rs->version));
+    json_object_set_new(o, "rules", json_integer((json_int_t)d->rs->n));
+    json_object_set_new(o, "last_tick", d->last_tick ? jtime(d->last_tick) : json_null());
+    json_object_set_new(o, "queue", outbox_counts(d->st));
+    json_object_set_new(o, "fires", json_integer(d->totals.fires));
+    json_object_set_new(o, "enqueued", json_integer(d->totals.enqueued));
+    json_object_set_new(o, "skipped_late", json_integer(d->totals.skipped_late));
+    json_object_set_new(o, "batches_running", json_integer(d->jobs));
+    json_object_set_new(o, "database", json_string(d->cfg->database));
+    json_object_set_new(o, "rules_dir", json_string(d->cfg->rules_dir));
+    reply_ok(c, o);
+}
+
+static void
+cmd_reload(struct conn *c, json_t *req)
+{
+    json_t *rep = daemon_reload(c->d);
+    (void)req;
+    conn_send(c, rep);
+}
+
+static void
+cmd_rules(struct conn *c, json_t *req)
+{
+    struct daemon *d = c->d;
+    json_t *a = json_array();
+    struct sched_env env = {d->hs, d->cfg->feb29_mar1};
+    (void)req;
+    for (size_t i = 0; i < d->rs->n; i++) {
+        const struct rule *r = d->rs->rules[i];
+        json_t *o = json_object(), *acts = json_array();
+        struct fire f;
+        json_object_set_new(o, "name", json_string(r->name));
+        json_object_set_new(o, "category", json_string(r->marketing ? "marketing" : "care"));
+        json_object_set_new(o, "trigger", json_string(trigger_kind_name(r->trigger.kind)));
+        json_object_set_new(o, "audience", json_string(r->audience_src ? r->audience_src : ""));
+        json_object_set_new(o, "file", json_string(r->file));
+        if (r->description)
+            json_object_set_new(o, "description", json_string(r->description));
+        for (size_t k = 0; k < r->nactions; k++)
+            json_array_append_new(acts, json_string(r->actions[k].channel));
+        json_object_set_new(o, "actions", acts);
+        if (schedule_next(r, &env, d->cfg->timezone, daemon_now(d), &f) == 0) {
+            json_object_set_new(o, "next_fire", jtime(f.at));
+            json_object_set_new(o, "next_fire_local", jlocal(d->cfg->timezone, f.at));
+            json_object_set_new(o, "next_occurrence", json_string(f.occurrence));
+        } else {
+            json_object_set_new(o, "next_fire", json_null());
+        }
+        json_array_append_new(a, o);
+    }
+    reply_ok(c, json_pack("{sossso}", "rules", a, "timezone", d->cfg->timezone, "version",
+                          json_integer((json_int_t)d->rs->version)));
+}
+
+struct advance_wait {
+    struct conn *c;
+    ntime_t from, target;
+    long sent0, failed0, enq0;
+};
+
+/*
+ * A frozen clock moves in steps of at most an hour, each evaluated and
+ * dispatched to the end before the next: messages carry the time they would
+ * really have gone out, and retries that fall due within the advance are
+ * tried within it, as they would be on a running clock.
+ */
+#define ADVANCE_STEP 3600
+
+static void
+advance_step(struct daemon *d, void *ud)
+{
+    struct advance_wait *w = ud;
+    json_t *o;
+    if (d->frozen_now < w->target && !atomic_load(&d->stopping)) {
+        d->frozen_now = d->frozen_now + ADVANCE_STEP < w->target ? d->frozen_now + ADVANCE_STEP
+                                                                 : w->target;
+        daemon_cycle(d);
+        daemon_when_settled(d, advance_step, w);
+        return;
+    }
+    o = json_object();
+    json_object_set_new(o, "from", jtime(w->from));
+    json_object_set_new(o, "now", jtime(daemon_now(d)));
+    json_object_set_new(o, "enqueued", json_integer(d->totals.enqueued - w->enq0));
+    json_object_set_new(o, "sent", json_integer(d->sent_total - w->sent0));
+    json_object_set_new(o, "failed", json_integer(d->failed_total - w->failed0));
+    json_object_set_new(o, "queue", outbox_counts(d->st));
+    reply_ok(w->c, o);
+    conn_unref(w->c);
+    free(w);
+}
+
+static void
+cmd_advance(struct conn *c, json_t *req)
+{
+    struct daemon *d = c->d;
+    struct advance_wait *w;
+    ntime_t to;
+    if (arg_time(c, req, "to", &to, true) < 0)
+        return;
+    if (to < d->frozen_now) {
+        char a[32];
+        time_format_iso(d->frozen_now, a, sizeof(a));
+        reply_err(c, "the clock only moves forward: it stands at %s", a);
+        return;
+    }
+    w = xcalloc(1, sizeof(*w));
+    w->c = c;
+    w->from = d->frozen_now;
+    w->target = to;
+    w->sent0 = d->sent_total;
+    w->failed0 = d->failed_total;
+    w->enq0 = d->totals.enqueued;
+    c->refs++;
+    /* First settle what is due now (an earlier advance may have left retries). */
+    daemon_cycle(d);
+    daemon_when_settled(d, advance_step, w);
+}
+
+static void
+cmd_queue(struct conn *c, json_t *req)
+{
+    static const char *const states[] = {"pending", "sending", "retry",   "sent",
+                                         "dead",    "suppressed", "skipped", NULL};
+    const char *state = arg_str(req, "state");
+    json_int_t limit = json_integer_value(json_object_get(req, "limit"));
+    if (state) {
+        bool ok = false;
+        for (int i = 0; states[i]; i++)
+            ok |= !strcmp(states[i], state);
+        if (!ok) {
+            reply_err(c, "unknown state '%s'; expected pending, sending, retry, sent, dead, "
+                         "suppressed or skipped",
+                      state);
+            return;
+        }
+    }
+    if (limit <= 0)
+        limit = 100;
+    reply_ok(c, json_pack("{soso}", "counts", outbox_counts(c->d->st), "deliveries",
+                          outbox_list(c->d->st, state, (size_t)limit)));
+}
+
+static void
+cmd_retry(struct conn *c, json_t *req)
+{
+    json_t *id = json_object_get(req, "id");
+    int n;
+    if (!json_is_integer(id) && !json_is_true(json_object_get(req, "dead"))) {
+        reply_err(c, "retry needs a delivery id, or dead: true for every dead delivery");
+        return;
+    }
+    n = outbox_retry(c->d->st, json_is_integer(id) ? json_integer_value(id) : -1,
+                     daemon_now(c->d));
+    if (n < 0) {
+        reply_err(c, "retry failed: database error");
+        return;
+    }
+    if (n == 0 && json_is_integer(id)) {
+        reply_err(c, "delivery %lld is not dead or retrying (see nudgectl queue)",
+                  (long long)json_integer_value(id));
+        return;
+    }
+    reply_ok(c, json_pack("{si}", "retried", n));
+    dispatch_kick(c->d);
+}
+
+/* import: runs on the thread pool with its own connection. */
+static void
+import_job(struct job *j)
+{
+    const char *kind = arg_str(j->req, "kind"), *name = arg_str(j->req, "name"),
+               *data = arg_str(j->req, "data");
+    struct store *st = NULL;
+    struct nerr err;
+    struct import_stats stats;
+    char *errors = NULL;
+    int rc;
+    memset(&stats, 0, sizeof(stats));
+    nerr_clear(&err);
+    if (store_open(j->d->cfg->database, &st, &err) < 0) {
+        j->rep = job_error("cannot open the database: %s", err.msg);
+        return;
+    }
+    if (!strcmp(kind, "customers"))
+        rc = import_customers(st, name, data, strlen(data), &stats, &errors, NULL, NULL);
+    else
+        rc = import_orders(st, name, data, strlen(data), &stats, &errors, NULL, NULL);
+    j->rep = json_object();
+    json_object_set_new(j->rep, "ok", json_boolean(rc == 0));
+    json_object_set_new(j->rep, "rows", json_integer(stats.rows));
+    json_object_set_new(j->rep, "inserted", json_integer(stats.inserted));
+    json_object_set_new(j->rep, "updated", json_integer(stats.updated));
+    json_object_set_new(j->rep, "unchanged", json_integer(stats.unchanged));
+    json_object_set_new(j->rep, "warnings", json_integer(stats.warnings));
+    if (errors)
+        json_object_set_new(j->rep, rc == 0 ? "messages" : "error", json_string(errors));
+    else if (rc < 0)
+        json_object_set_new(j->rep, "error", json_string("import failed"));
+    free(errors);
+    store_close(st);
+}
+
+static void
+cmd_import(struct conn *c, json_t *req)
+{
+    const char *kind = arg_str(req, "kind");
+    if (!kind || (strcmp(kind, "customers") && strcmp(kind, "orders"))) {
+        reply_err(c, "import needs kind: customers or orders");
+        return;
+    }
+    if (!arg_str(req, "data") || !arg_str(req, "name")) {
+        reply_err(c, "import needs name and data (the CSV text)");
+        return;
+    }
+    job_start(c, req, import_job);
+}
+
+/* forecast and preview: evaluate without writing. */
+struct listing {
+    struct job *j;
+    struct render_env renv;
+    json_t *rows;
+    long count;
+    long limit;
+    bool render;
+    ntime_t first_at;
+};
+
+static int
+list_row(void *ud, const struct eval_row *row)
+{
+    struct listing *L = ud;
+    const struct action *a = &row->rule->actions[row->action];
+    json_t *o;
+    if (L->first_at == 0 || row->fire->at < L->first_at)
+        L->first_at = row->fire->at;
+    L->count++;
+    if (L->count > L->limit)
+        return 0;
+    o = json_object();
+    json_object_set_new(o, "at", jtime(row->fire->at));
+    json_object_set_new(o, "local", jlocal(row->tz, row->fire->at));
+    json_object_set_new(o, "tz", json_string(row->tz));
+    json_object_set_new(o, "rule", json_string(row->rule->name));
+    json_object_set_new(o, "customer", json_string(row->ext_id ? row->ext_id : ""));
+    json_object_set_new(o, "channel", json_string(a->channel));
+    json_object_set_new(o, "occurrence", json_string(row->fire->occurrence));
+    if (L->render) {
+        json_t *ctx = render_customer_context(L->renv.st, row->customer_id);
+        char why[512];
+        if (ctx) {
+            char *s;
+            render_add_rule_context(ctx, &L->renv, row->rule, row->fire->occurrence, a->channel,
+                                    row->fire->at);
+            json_object_set(o, "to",
+                            json_object_get(ctx, a->kind == ACT_EMAIL ? "email"
+                                                 : a->kind == ACT_SMS ? "phone"
+                                                 : a->kind == ACT_TASK ? "owner"
+                                                                       : "id"));
+            if (a->kind == ACT_WEBHOOK)
+                json_object_set_new(o, "to", json_string(a->url));
+            if (a->subject && (s = render_tmpl(a->subject, ctx, false, why, sizeof(why))))
+                json_object_set_new(o, "subject", json_string(s)), free(s);
+            if (a->text && (s = render_tmpl(a->text, ctx, false, why, sizeof(why))))
+                json_object_set_new(o, "text", json_string(s)), free(s);
+            if (a->html && (s = render_tmpl(a->html, ctx, true, why, sizeof(why))))
+                json_object_set_new(o, "html", json_string(s)), free(s);
+            if (a->note && (s = render_tmpl(a->note, ctx, false, why, sizeof(why))))
+                json_object_set_new(o, "note", json_string(s)), free(s);
+            json_decref(ctx);
+        }
+    }
+    json_array_append_new(L->rows, o);
+    return 0;
+}
+
+static void
+forecast_job(struct job *j)
+{
+    struct daemon *d = j->d;
+    const char *only = arg_str(j->req, "rule");
+    ntime_t from, to;
+    struct store *st = NULL;
+    struct nerr err;
+    struct listing L;
+    struct eval_stats stats = {0, 0, 0};
+    json_int_t limit = json_integer_value(json_object_get(j->req, "limit"));
+    time_parse_iso(arg_str(j->req, "from"), &from);
+    time_parse_iso(arg_str(j->req, "to"), &to);
+    nerr_clear(&err);
+    if (store_open(d->cfg->database, &st, &err) < 0) {
+        j->rep = job_error("cannot open the database: %s", err.msg);
+        return;
+    }
+    evaluator_register_functions(st->db);
+    memset(&L, 0, sizeof(L));
+    L.j = j;
+    L.rows = json_array();
+    L.limit = limit > 0 ? (long)limit : 1000000;
+    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}};
+    for (size_t i = 0; i < j->rs->n; i++) {
+        if (only && strcmp(only, j->rs->rules[i]->name))
+            continue;
+        if (evaluate_window(&ev, j->rs->rules[i], from, to, daemon_now(d), list_row, &L, &stats) <
+            0) {
+            json_decref(L.rows);
+            store_close(st);
+            j->rep = job_error("forecast failed for rule %s", j->rs->rules[i]->name);
+            return;
+        }
+    }
+    /* Time order across rules and zones. */
+    size_t n = json_array_size(L.rows);
+    json_t **v = xcalloc(n ? n : 1, sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_array_get(L.rows, i);
+    for (size_t i = 1; i < n; i++) {
+        json_t *x = v[i];
+        size_t k = i;
+        while (k > 0 && strcmp(json_string_value(json_object_get(v[k - 1], "at")),
+                               json_string_value(json_object_get(x, "at"))) > 0) {
+            v[k] = v[k - 1];
+            k--;
+        }
+        v[k] = x;
+    }
+    json_t *sorted = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append(sorted, v[i]);
+    free(v);
+    json_decref(L.rows);
+    j->rep = json_pack("{sbsIsoso}", "ok", 1, "count", (json_int_t)L.count, "rows", sorted,
+                       "truncated", json_boolean(L.count > L.limit));
+    store_close(st);
+}
+
+static void
+cmd_forecast(struct conn *c, json_t *req)
+{
+    ntime_t from, to;
+    const char *rule = arg_str(req, "rule");
+    if (arg_time(c, req, "from", &from, true) < 0 || arg_time(c, req, "to", &to, true) < 0)
+        return;
+    if (to <= from) {
+        reply_err(c, "--to must be later than --from");
+        return;
+    }
+    if (to - from > 3660 * 86400) {
+        reply_err(c, "forecast windows are limited to ten years");
+        return;
+    }
+    if (rule && !ruleset_find(c->d->rs, rule)) {
+        reply_err(c, "no rule named '%s' (see nudgectl rules)", rule);
+        return;
+    }
+    job_start(c, req, forecast_job);
+}
+
+static void
+preview_job(struct job *j)
+{
+    struct daemon *d = j->d;
+    const struct rule *r = ruleset_find(j->rs, arg_str(j->req, "rule"));
+    ntime_t at = daemon_now(d);
+    struct store *st = NULL;
+    struct nerr err;
+    struct listing L;
+    struct eval_stats stats = {0, 0, 0};
+    json_int_t limit = json_integer_value(json_object_get(j->req, "limit"));
+    if (arg_str(j->req, "at"))
+        time_parse_iso(arg_str(j->req, "at"), &at);
+    nerr_clear(&err);
+    if (!r) {
+        j->rep = job_error("no rule named '%s' (see nudgectl rules)", arg_str(j->req, "rule"));
+        return;
+    }
+    if (store_open(d->cfg->database, &st, &err) < 0) {
+        j->rep = job_error("cannot open the database: %s", err.msg);
+        return;
+    }
+    evaluator_register_functions(st->db);
+    memset(&L, 0, sizeof(L));
+    L.rows = json_array();
+    L.limit = limit > 0 ? (long)limit : 5;
+    L.render = true;
+    L.renv = (struct render_env){st, d->cfg, j->rs, d->secret, at};
+    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}};
+    /* The next occurrence after `at`: look a day at a time, then take the
+     * whole day after the first fire so every zone's share is counted. */
+    ntime_t from = at;
+    for (int day = 0; day < 800 && L.count == 0; day++, from += 86400)
+        evaluate_window(&ev, r, from, from + 86400, at, list_row, &L, &stats);
+    if (L.count) {
+        /* Recount over [first fire, +24h) so the total covers all zones. */
+        json_decref(L.rows);
+        L.rows = json_array();
+        L.count = 0;
+        ntime_t first = L.first_at;
+        evaluate_window(&ev, r, first - 1, first + 86400, at, list_row, &L, &stats);
+    }
+    j->rep = json_pack("{sbsssIso}", "ok", 1, "rule", r->name, "count", (json_int_t)L.count,
+                       "recipients", L.rows);
+    if (L.first_at)
+        json_object_set_new(j->rep, "first_fire", jtime(L.first_at));
+    store_close(st);
+}
+
+static void
+cmd_preview(struct conn *c, json_t *req)
+{
+    ntime_t at;
+    const char *rule = arg_str(req, "rule");
+    if (!rule) {
+        reply_err(c, "preview needs a rule name");
+        return;
+    }
+    if (!ruleset_find(c->d->rs, rule)) {
+        const char *names[256];
+        size_t n = 0;
+        for (size_t i = 0; i < c->d->rs->n && n < 255; i++)
+            names[n++] = c->d->rs->rules[i]->name;
+        names[n] = NULL;
+        const char *g = did_you_mean(rule, names);
+        reply_err(c, "no rule named '%s'%s%s%s (see nudgectl rules)", rule,
+                  g ? "; did you mean '" : "", g ? g : "", g ? "'?" : "");
+        return;
+    }
+    if (arg_time(c, req, "at", &at, false) < 0)
+        return;
+    job_start(c, req, preview_job);
+}
+
+static void
+cmd_tasks(struct conn *c, json_t *req)
+{
+    const char *owner = arg_str(req, "owner");
+    bool overdue = json_is_true(json_object_get(req, "overdue"));
+    bool all = json_is_true(json_object_get(req, "all"));
+    sqlite3_stmt *s;
+    json_t *a = json_array();
+    if (sqlite3_prepare_v2(c->d->st->db,
+                           "SELECT t.id, t.kind, t.assignee, t.note, t.due_at, t.created_at,"
+                           " t.done_at, t.outcome, t.rule, cu.ext_id, cu.name, cu.phone"
+                           " FROM tasks t JOIN customers cu ON cu.id = t.customer_id"
+                           " WHERE (?1 IS NULL OR t.assignee = ?1)"
+                           " AND (?2 OR t.done_at IS NULL)"
+                           " AND (NOT ?3 OR t.due_at < ?4)"
+                           " ORDER BY t.due_at, t.id LIMIT 1000",
+                           -1, &s, NULL) != SQLITE_OK) {
+        reply_err(c, "tasks: database error");
+        json_decref(a);
+        return;
+    }
+    if (owner)
+        sqlite3_bind_text(s, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, all);
+    sqlite3_bind_int(s, 3, overdue);
+    sqlite3_bind_int64(s, 4, daemon_now(c->d));
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(sqlite3_column_int64(s, 0)));
+        json_object_set_new(o, "kind", json_string((const char *)sqlite3_column_text(s, 1)));
+        json_object_set_new(o, "assignee", sqlite3_column_text(s, 2)
+                                               ? json_string((const char *)sqlite3_column_text(s, 2))
+                                               : json_null());
+        json_object_set_new(o, "note", json_string((const char *)sqlite3_column_text(s, 3)));
+        json_object_set_new(o, "due_at", jtime(sqlite3_column_int64(s, 4)));
+        json_object_set_new(o, "created_at", jtime(sqlite3_column_int64(s, 5)));
+        if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
+            json_object_set_new(o, "done_at", jtime(sqlite3_column_int64(s, 6)));
+            json_object_set_new(o, "outcome",
+                                json_string((const char *)sqlite3_column_text(s, 7)));
+        }
+        json_object_set_new(o, "rule", json_string((const char *)sqlite3_column_text(s, 8)));
+        json_object_set_new(o, "customer", json_string((const char *)sqlite3_column_text(s, 9)));
+        json_object_set_new(o, "customer_name",
+                            sqlite3_column_text(s, 10)
+                                ? json_string((const char *)sqlite3_column_text(s, 10))
+                                : json_null());
+        json_object_set_new(o, "phone", sqlite3_column_text(s, 11)
+                                            ? json_string((const char *)sqlite3_column_text(s, 11))
+                                            : json_null());
+        json_array_append_new(a, o);
+    }
+    sqlite3_finalize(s);
+    reply_ok(c, json_pack("{so}", "tasks", a));
+}
+
+static void
+cmd_task_done(struct conn *c, json_t *req)
+{
+    json_t *id = json_object_get(req, "id");
+    const char *outcome = arg_str(req, "outcome");
+    sqlite3_stmt *s;
+    int changed;
+    if (!json_is_integer(id)) {
+        reply_err(c, "task done needs the task id (see nudgectl tasks)");
+        return;
+    }
+    if (sqlite3_prepare_v2(c->d->st->db,
+                           "UPDATE tasks SET done_at = ?, outcome = ? WHERE id = ? AND done_at IS"
+                           " NULL",
+                           -1, &s, NULL) != SQLITE_OK) {
+        reply_err(c, "task done: database error");
+        return;
+    }
+    sqlite3_bind_int64(s, 1, daemon_now(c->d));
+    sqlite3_bind_text(s, 2, outcome ? outcome : "done", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, json_integer_value(id));
+    sqlite3_step(s);
+    sqlite3_finalize(s);
+    changed = sqlite3_changes(c->d->st->db);
+    if (!changed) {
+        reply_err(c, "task %lld does not exist or is already done",
+                  (long long)json_integer_value(id));
+        return;
+    }
+    /* The outcome goes on the customer's timeline. */
+    if (sqlite3_prepare_v2(c->d->st->db,
+                           "INSERT INTO timeline (customer_id, at, kind, detail) SELECT"
+                           " customer_id, ?, 'task-done', kind || ': ' || ? FROM tasks WHERE id = ?",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, daemon_now(c->d));
+        sqlite3_bind_text(s, 2, outcome ? outcome : "done", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, json_integer_value(id));
+        sqlite3_step(s);
+        sqlite3_finalize(s);
+    }
+    reply_ok(c, json_pack("{sI}", "id", (json_int_t)json_integer_value(id)));
+}
+
+static void cmd_help(struct conn *c, json_t *req);
+
+static const struct admin_cmd commands[] = {
+    {"status", "", "uptime, clock, rule set version, queue depths, last tick", cmd_status, false},
+    {"reload", "", "load the rules again; on any error keep the running set", cmd_reload, false},
+    {"rules", "", "loaded rules with their next fire time", cmd_rules, false},
+    {"advance", "to", "frozen clock: fire everything due up to TO, dispatch, wait until settled",
+     cmd_advance, true},
+    {"queue", "[state] [limit]", "deliveries by state", cmd_queue, false},
+    {"retry", "id | dead", "make a dead delivery (or all) due again", cmd_retry, false},
+    {"import", "kind name data", "upsert customers or orders from CSV text", cmd_import, false},
+    {"forecast", "from to [rule] [limit]", "every fire in a window, without sending",
+     cmd_forecast, false},
+    {"preview", "rule [at] [limit]", "who would receive what at the next fire, rendered",
+     cmd_preview, false},
+    {"tasks", "[owner] [overdue] [all]", "open callback tasks", cmd_tasks, false},
+    {"task-done", "id [outcome]", "close a task and record its outcome", cmd_task_done, false},
+    {"help", "", "this list", cmd_help, false},
+};
+
+static void
+cmd_help(struct conn *c, json_t *req)
+{
+    json_t *a = json_array();
+    (void)req;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        json_array_append_new(a, json_pack("{ssssss}", "name", commands[i].name, "args",
+                                           commands[i].usage, "help", commands[i].help));
+    reply_ok(c, json_pack("{so}", "commands", a));
+}
+
+static void
+handle_line(struct conn *c, const char *line, size_t len)
+{
+    json_error_t je;
+    json_t *req = json_loadb(line, len, 0, &je);
+    const char *name;
+    if (!req || !json_is_object(req)) {
+        reply_err(c, "bad request at column %d: %s; send one JSON object per line, e.g. "
+                     "{\"cmd\":\"status\"}",
+                  req ? 1 : je.column, req ? "not an object" : je.text);
+        json_decref(req);
+        return;
+    }
+    name = arg_str(req, "cmd");
+    if (!name) {
+        reply_err(c, "the request has no \"cmd\"; try {\"cmd\":\"help\"}");
+        json_decref(req);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(commands[i].name, name))
+            continue;
+        if (commands[i].needs_frozen && !c->d->frozen)
+            reply_err(c, "%s works only on a frozen clock: start nudged with --now TIME --frozen",
+                      name);
+        else
+            commands[i].fn(c, req);
+        json_decref(req);
+        return;
+    }
+    {
+        const char *names[32];
+        size_t n = 0;
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+            names[n++] = commands[i].name;
+        names[n] = NULL;
+        const char *g = did_you_mean(name, names);
+        reply_err(c, "unknown command '%s'%s%s%s", name, g ? "; did you mean '" : "",
+                  g ? g : "", g ? "'?" : "");
+    }
+    json_decref(req);
+}
+
+/* ---- connections --------------------------------------------------------------- */
+
+static void
+on_conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    conn_unref(c);
+}
+
+static void
+conn_unref(struct conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    sbuf_free(&c->in);
+    free(c);
+}
+
+static void
+conn_close(struct conn *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = xmalloc(suggested);
+    buf->len = suggested;
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    if (n < 0) {
+        free(buf->base);
+        conn_close(c);
+        return;
+    }
+    sbuf_add(&c->in, buf->base, (size_t)n);
+    free(buf->base);
+    for (;;) {
+        char *nl = c->in.s ? memchr(c->in.s, '\n', c->in.len) : NULL;
+        size_t len;
+        if (!nl)
+            break;
+        len = (size_t)(nl - c->in.s);
+        handle_line(c, c->in.s, len);
+        memmove(c->in.s, nl + 1, c->in.len - len - 1);
+        c->in.len -= len + 1;
+        c->in.s[c->in.len] = '\0';
+    }
+    if (c->in.len > ADMIN_MAX_REQUEST) {
+        reply_err(c, "request larger than %u bytes", ADMIN_MAX_REQUEST);
+        conn_close(c);
+    }
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    struct daemon *d = server->data;
+    struct conn *c;
+    if (status < 0)
+        return;
+    c = xcalloc(1, sizeof(*c));
+    c->d = d;
+    c->refs = 1;
+    sbuf_init(&c->in);
+    uv_pipe_init(d->loop, &c->pipe, 0);
+    c->pipe.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
+        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
+        conn_close(c);
+}
+
+int
+admin_listen(struct daemon *d, struct nerr *err)
+{
+    const char *path = d->cfg->admin_socket;
+    int r;
+    uv_pipe_init(d->loop, &d->admin, 0);
+    d->admin.data = d;
+    /* A socket left by a daemon that died is stale; a live one answers. */
+    unlink(path);
+    if ((r = uv_pipe_bind(&d->admin, path)) < 0) {
+        nerr_set(err, d->cfg->file, 0, 0, "cannot create admin socket %s: %s", path,
+                 uv_strerror(r));
+        nerr_hint(err, "check admin_socket in nudge.yaml and that its directory exists");
+        return r;
+    }
+    chmod(path, 0660);
+    if ((r = uv_listen((uv_stream_t *)&d->admin, 64, on_connection)) < 0) {
+        nerr_set(err, d->cfg->file, 0, 0, "cannot listen on %s: %s", path, uv_strerror(r));
+        return r;
+    }
+    d->admin_open = true;
+    return 0;
+}
+
+void
+admin_close(struct daemon *d)
+{
+    if (!d->admin_open)
+        return;
+    d->admin_open = false;
+    uv_close((uv_handle_t *)&d->admin, NULL);
+    unlink(d->cfg->admin_socket);
+}

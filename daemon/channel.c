@@ -1,0 +1,26 @@
+/*
+ * channel.c: the one table of channel backends. A new transport is a new
+ * channel_*.c file and one line here.
+ */
+#include <string.h>
+
+#include <nudge/channel.h>
+
+#include "channel_email.h"
+#include "channel_spool.h"
+
+const struct channel_backend *const channel_backends[] = {
+    &channel_backend_spool,
+    &channel_backend_smtp,
+    &channel_backend_task,
+    NULL,
+};
+
+const struct channel_backend *
+channel_backend_find(const char *transport)
+{
+    for (int i = 0; channel_backends[i]; i++)
+        if (!strcmp(channel_backends[i]->name, transport))
+            return channel_backends[i];
+    return NULL;
+}

@@ -1,0 +1,118 @@
+/*
+ * daemon.h: the running daemon's state, shared by main.c (lifecycle),
+ * dispatch.c (the outbox workers) and admin.c (the control socket).
+ * Everything here is touched on the loop thread only, except where a field
+ * says otherwise.
+ */
+#ifndef NUDGE_DAEMON_H
+#define NUDGE_DAEMON_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include <nudge/channel.h>
+
+#include "config.h"
+#include "evaluator.h"
+#include "rules.h"
+#include "store.h"
+
+struct holiday_set;
+struct daemon;
+
+/* One slot = one backend session working through batches on a worker thread. */
+struct slot {
+    struct chan *chan;
+    ntime_t now;             /* the clock when the job was queued */
+    struct ruleset *rs;      /* held for the job */
+    void *state;        /* backend session, used by one job at a time */
+    struct store *st;   /* this slot's own database connection */
+    bool busy;
+    uv_work_t work;
+    /* Results of the last job, read on the loop thread after it ran. */
+    size_t claimed;
+    long sent, failed, other;
+};
+
+struct chan {
+    struct daemon *d;
+    char *name;                         /* "email", "sms", ... */
+    const struct channel_backend *be;
+    json_t *settings;
+    struct slot *slots;
+    int nslots;
+};
+
+/* Someone waiting for "everything due up to now is settled" (advance). */
+struct waiter {
+    void (*done)(struct daemon *d, void *ud);
+    void *ud;
+    struct waiter *next;
+};
+
+struct daemon {
+    uv_loop_t *loop;
+    struct config *cfg;
+    struct store *st;            /* the loop thread's connection (admin queries) */
+    struct store *eval_st;       /* the evaluator's connection (worker thread) */
+    struct ruleset *rs;          /* current rule set; swapped whole on reload */
+    struct holiday_set *hs;
+    char *secret;                /* installation HMAC key */
+    char **attrs;                /* known custom attributes, NULL-terminated */
+
+    /* The clock: real time plus an offset, or frozen and moved by advance. */
+    bool frozen;
+    ntime_t frozen_now;
+    ntime_t offset;
+
+    uv_timer_t tick_timer;
+    uv_timer_t dispatch_timer;
+    uv_timer_t watchdog_timer;
+    uv_signal_t sig_hup, sig_term, sig_int;
+    uv_pipe_t admin;
+    bool admin_open;
+
+    /* Evaluation runs on a worker; at most one at a time. */
+    bool eval_busy;
+    bool eval_again;
+    uv_work_t eval_work;
+    ntime_t eval_to;
+    struct ruleset *eval_rs;
+    struct eval_stats eval_stats;
+    int eval_rc;
+    ntime_t last_tick;       /* the instant the last evaluation reached */
+    long cycles;             /* evaluations finished since start */
+    struct eval_stats totals;
+
+    struct chan chans[4];
+    int nchans;
+    int jobs;                /* dispatch jobs running */
+    struct waiter *waiters;  /* notified when evaluation and dispatch are idle */
+    long sent_total, failed_total;
+
+    atomic_bool stopping;    /* read by workers: release instead of sending */
+    ntime_t started;
+    int exit_code;
+};
+
+ntime_t daemon_now(const struct daemon *d);
+/* Evaluates up to now (or d->frozen_now) and then dispatches. */
+void daemon_cycle(struct daemon *d);
+/* Calls done once evaluation and dispatch are both idle. */
+void daemon_when_settled(struct daemon *d, void (*done)(struct daemon *, void *), void *ud);
+/* Loads the rules directory again; on error keeps the running set. Returns a
+ * JSON report {ok, version, added, removed, changed, errors}. */
+json_t *daemon_reload(struct daemon *d);
+
+/* dispatch.c */
+int dispatch_open(struct daemon *d, struct nerr *err);
+void dispatch_kick(struct daemon *d);
+void dispatch_close(struct daemon *d);
+
+/* admin.c */
+int admin_listen(struct daemon *d, struct nerr *err);
+void admin_close(struct daemon *d);
+
+#endif

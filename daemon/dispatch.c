@@ -1,0 +1,283 @@
+/*
+ * dispatch.c: works through the outbox. Each channel has `concurrency`
+ * slots; a slot is one backend session plus its own database connection,
+ * and runs one batch at a time on libuv's thread pool: claim due rows (with
+ * a lease), render them, hand them to the backend in one send() call, record
+ * every result. A slot whose batch was full goes again at once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "outbox.h"
+#include "render.h"
+
+static void
+add_suppression(struct store *st, const char *channel, const char *address, const char *reason,
+                ntime_t now)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT OR IGNORE INTO suppressions (channel, address, reason,"
+                           " created_at) VALUES (?, ?, ?, ?)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(s, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, address, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, now);
+    sqlite3_step(s);
+    sqlite3_finalize(s);
+}
+
+static void
+add_timeline(struct store *st, int64_t customer_id, ntime_t at, const char *kind,
+             const char *detail)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT INTO timeline (customer_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int64(s, 1, customer_id);
+    sqlite3_bind_int64(s, 2, at);
+    sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, detail, -1, SQLITE_TRANSIENT);
+    sqlite3_step(s);
+    sqlite3_finalize(s);
+}
+
+/* Worker thread: one batch. */
+static void
+job_work(uv_work_t *w)
+{
+    struct slot *s = w->data;
+    struct chan *c = s->chan;
+    struct daemon *d = c->d;
+    size_t max = (size_t)d->cfg->dispatch.batch;
+    struct delivery *ds = NULL;
+    struct rendered *rd = NULL;
+    struct nudge_message *msgs = NULL;
+    struct send_result *res = NULL;
+    size_t *idx = NULL, nmsg = 0, n = 0;
+    struct render_env env = {s->st, d->cfg, s->rs, d->secret, s->now};
+
+    s->claimed = 0;
+    s->sent = s->failed = s->other = 0;
+    if (c->be->batch_max && c->be->batch_max < max)
+        max = c->be->batch_max;
+    if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &ds, &n) < 0 || !n)
+        goto out;
+    s->claimed = n;
+    rd = xcalloc(n, sizeof(*rd));
+    msgs = xcalloc(n, sizeof(*msgs));
+    res = xcalloc(n, sizeof(*res));
+    idx = xcalloc(n, sizeof(*idx));
+
+    for (size_t i = 0; i < n; i++) {
+        char why[512] = "";
+        enum render_status rs;
+        if (atomic_load(&d->stopping)) {
+            outbox_release(s->st, ds[i].id);
+            continue;
+        }
+        rs = render_delivery(&env, &ds[i], &rd[i], why, sizeof(why));
+        switch (rs) {
+        case RENDER_OK:
+            rd[i].msg.date = s->now;
+            msgs[nmsg] = rd[i].msg;
+            idx[nmsg++] = i;
+            break;
+        case RENDER_SKIP:
+            outbox_finish(s->st, ds[i].id, "skipped", why, s->now);
+            s->other++;
+            break;
+        case RENDER_SUPPRESS:
+            outbox_finish(s->st, ds[i].id, "suppressed", why, s->now);
+            s->other++;
+            break;
+        case RENDER_FAIL:
+            outbox_finish(s->st, ds[i].id, "dead", why, s->now);
+            s->failed++;
+            break;
+        }
+    }
+    if (nmsg && atomic_load(&d->stopping)) {
+        for (size_t k = 0; k < nmsg; k++)
+            outbox_release(s->st, ds[idx[k]].id);
+        nmsg = 0;
+    }
+    if (nmsg)
+        c->be->send(s->state, msgs, nmsg, res);
+
+    /* One transaction for the batch's results: one fsync, not n. */
+    store_begin(s->st);
+    for (size_t k = 0; k < nmsg; k++) {
+        struct delivery *dl = &ds[idx[k]];
+        const struct nudge_message *m = &msgs[k];
+        outbox_record(s->st, dl, &res[k], s->now, d->cfg->dispatch.lifetime);
+        if (res[k].status == SEND_OK) {
+            char *detail = xasprintf("%s %s (%s)", m->channel, m->rule, m->occurrence);
+            add_timeline(s->st, dl->customer_id, s->now, "sent", detail);
+            free(detail);
+            s->sent++;
+        } else {
+            s->failed++;
+            log_info("dispatch", "delivery %lld (%s, %s): %s: %s", (long long)dl->id, dl->rule,
+                     c->name, res[k].status == SEND_PERMANENT ? "permanent failure" : "will retry",
+                     res[k].error);
+            /* A permanent refusal of the address keeps later sends away from it. */
+            if (res[k].status == SEND_PERMANENT && m->to && res[k].code >= 500 &&
+                (!strcmp(c->name, "email") || !strcmp(c->name, "sms")))
+                add_suppression(s->st, c->name, m->to, res[k].error, s->now);
+        }
+    }
+    store_commit(s->st);
+out:
+    for (size_t i = 0; i < n; i++) {
+        if (rd)
+            rendered_free(&rd[i]);
+        delivery_clear(&ds[i]);
+    }
+    free(ds);
+    free(rd);
+    free(msgs);
+    free(res);
+    free(idx);
+}
+
+static void job_start(struct slot *s);
+
+static void
+check_settled(struct daemon *d)
+{
+    struct waiter *w;
+    if (d->jobs || d->eval_busy)
+        return;
+    w = d->waiters;
+    d->waiters = NULL;
+    while (w) {
+        struct waiter *next = w->next;
+        w->done(d, w->ud);
+        free(w);
+        w = next;
+    }
+}
+
+static void
+job_after(uv_work_t *w, int status)
+{
+    struct slot *s = w->data;
+    struct daemon *d = s->chan->d;
+    (void)status;
+    s->busy = false;
+    d->jobs--;
+    d->sent_total += s->sent;
+    d->failed_total += s->failed;
+    ruleset_unref(s->rs);
+    s->rs = NULL;
+    if (s->claimed && !atomic_load(&d->stopping)) {
+        job_start(s);
+        return;
+    }
+    if (d->jobs == 0 && atomic_load(&d->stopping))
+        uv_stop(d->loop);
+    check_settled(d);
+}
+
+static void
+job_start(struct slot *s)
+{
+    struct daemon *d = s->chan->d;
+    if (s->busy || atomic_load(&d->stopping) || !d->rs)
+        return;
+    s->busy = true;
+    s->now = daemon_now(d);
+    s->rs = ruleset_ref(d->rs);
+    s->work.data = s;
+    d->jobs++;
+    uv_queue_work(d->loop, &s->work, job_work, job_after);
+}
+
+void
+dispatch_kick(struct daemon *d)
+{
+    for (int i = 0; i < d->nchans; i++)
+        for (int k = 0; k < d->chans[i].nslots; k++)
+            job_start(&d->chans[i].slots[k]);
+    check_settled(d);
+}
+
+int
+dispatch_open(struct daemon *d, struct nerr *err)
+{
+    const char *name;
+    json_t *settings;
+    json_object_foreach(d->cfg->channels, name, settings)
+    {
+        const char *transport = json_string_value(json_object_get(settings, "transport"));
+        const struct channel_backend *be = transport ? channel_backend_find(transport) : NULL;
+        struct chan *c;
+        bool carries = false;
+        if (!be) {
+            struct sbuf names;
+            sbuf_init(&names);
+            for (int i = 0; channel_backends[i]; i++)
+                sbuf_printf(&names, "%s%s", i ? ", " : "", channel_backends[i]->name);
+            nerr_set(err, d->cfg->file, (int)json_integer_value(json_object_get(settings, "_line")),
+                     0, "unknown transport '%s' for channel %s", transport ? transport : "",
+                     name);
+            nerr_hint(err, "available transports: %s", names.s);
+            sbuf_free(&names);
+            return -EINVAL;
+        }
+        for (const char *const *ch = be->channels; *ch; ch++)
+            carries |= !strcmp(*ch, name);
+        if (!carries) {
+            nerr_set(err, d->cfg->file, (int)json_integer_value(json_object_get(settings, "_line")),
+                     0, "the %s transport cannot carry the %s channel", transport, name);
+            return -EINVAL;
+        }
+        c = &d->chans[d->nchans++];
+        c->d = d;
+        c->name = xstrdup(name);
+        c->be = be;
+        c->settings = json_deep_copy(settings);
+        json_object_set_new(c->settings, "_spool_dir", json_string(d->cfg->spool_dir));
+        json_object_set_new(c->settings, "_database", json_string(d->cfg->database));
+        c->nslots = (int)d->cfg->dispatch.concurrency;
+        if (!strcmp(transport, "spool") || !strcmp(transport, "task"))
+            c->nslots = 1; /* local writes gain nothing from parallel sessions */
+        c->slots = xcalloc((size_t)c->nslots, sizeof(*c->slots));
+        for (int k = 0; k < c->nslots; k++) {
+            struct slot *s = &c->slots[k];
+            s->chan = c;
+            if (be->open(name, c->settings, &s->state, err) < 0)
+                return -EINVAL;
+            if (store_open(d->cfg->database, &s->st, err) < 0)
+                return -EIO;
+            evaluator_register_functions(s->st->db);
+        }
+    }
+    return 0;
+}
+
+void
+dispatch_close(struct daemon *d)
+{
+    for (int i = 0; i < d->nchans; i++) {
+        struct chan *c = &d->chans[i];
+        for (int k = 0; k < c->nslots; k++) {
+            if (c->slots[k].state)
+                c->be->close(c->slots[k].state);
+            store_close(c->slots[k].st);
+        }
+        free(c->slots);
+        free(c->name);
+        json_decref(c->settings);
+    }
+    d->nchans = 0;
+}

@@ -1,0 +1,1822 @@
+/*
+ * import.c: customers and orders CSV files -> the store, as one idempotent
+ * transaction per file (see import.h for the columns and what they mean).
+ *
+ * The file is read with libcsv (RFC 4180, strict quoting) one physical line at
+ * a time, so that every message can name the line on which its record starts
+ * even when a quoted field spans several lines. Each record is checked as soon
+ * as it is complete and, while the file has been clean so far, upserted at
+ * once through prepared statements; after the first problem nothing more is
+ * written but every row is still checked, so that one run lists every
+ * problem, and the transaction is rolled back at the end.
+ *
+ * A row that matches what is stored is not written at all: that is what makes
+ * a repeated import a no-op down to the bytes of the database file, and it is
+ * also what keeps updated_at meaningful.
+ */
+#include "import.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "calendar.h"
+#include "log.h"
+
+#define MAX_MESSAGES 100
+#define PROGRESS_EVERY 1000
+
+/* ---- the clock ------------------------------------------------------- */
+
+static ntime_t (*clock_fn)(void *ud);
+static void *clock_ud;
+
+void
+import_set_clock(ntime_t (*now)(void *ud), void *ud)
+{
+    clock_fn = now;
+    clock_ud = ud;
+}
+
+static ntime_t
+import_now(void)
+{
+    return clock_fn ? clock_fn(clock_ud) : (ntime_t)time(NULL);
+}
+
+/* ---- ids seen in this file (for "already on line N") ------------------- */
+
+struct idset {
+    char **keys;
+    long *lines;
+    size_t cap, n;
+};
+
+static uint64_t
+hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static void
+idset_free(struct idset *s)
+{
+    for (size_t i = 0; i < s->cap; i++)
+        free(s->keys[i]);
+    free(s->keys);
+    free(s->lines);
+    memset(s, 0, sizeof(*s));
+}
+
+static void
+idset_grow(struct idset *s)
+{
+    struct idset n = {0};
+    n.cap = s->cap ? s->cap * 2 : 1024;
+    n.keys = xcalloc(n.cap, sizeof(char *));
+    n.lines = xcalloc(n.cap, sizeof(long));
+    for (size_t i = 0; i < s->cap; i++) {
+        size_t j;
+        if (!s->keys[i])
+            continue;
+        j = hash_str(s->keys[i]) & (n.cap - 1);
+        while (n.keys[j])
+            j = (j + 1) & (n.cap - 1);
+        n.keys[j] = s->keys[i];
+        n.lines[j] = s->lines[i];
+    }
+    n.n = s->n;
+    free(s->keys);
+    free(s->lines);
+    *s = n;
+}
+
+/* Remembers key at line; returns 0, or the line it was first seen on. */
+static long
+idset_put(struct idset *s, const char *key, long line)
+{
+    size_t j;
+    if ((s->n + 1) * 2 > s->cap)
+        idset_grow(s);
+    j = hash_str(key) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (strcmp(s->keys[j], key) == 0)
+            return s->lines[j];
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->keys[j] = xstrdup(key);
+    s->lines[j] = line;
+    s->n++;
+    return 0;
+}
+
+/* ---- the import context ---------------------------------------------- */
+
+struct imp;
+typedef void (*row_fn)(struct imp *im, char **fv, size_t nf);
+
+struct imp {
+    struct store *st;
+    const char *name;
+    struct import_stats stats;
+    import_progress_fn progress;
+    void *ud;
+    size_t bytes_total, bytes_done;
+
+    /* Messages for the caller. */
+    struct sbuf msgs;
+    long nmsgs, nmore;
+    bool failed; /* a bad row or header: check on, write nothing more */
+    int dberr;   /* -EIO once the database failed: stop */
+
+    /* The record being assembled by libcsv. */
+    struct sbuf rec;
+    size_t *foff;
+    size_t nf, fcap;
+    long line;     /* physical line being fed */
+    long rec_line; /* line on which the current record started */
+    bool rec_open;
+    bool have_header;
+    size_t ncols;
+
+    row_fn header, row;
+    void *kind; /* struct cust or struct ord */
+
+    char now_iso[32]; /* one instant for the whole import */
+    char show[4][96]; /* rotating buffers for values quoted in messages */
+    int show_i;
+};
+
+static void __attribute__((format(printf, 4, 0)))
+vmsg(struct imp *im, long line, bool warning, const char *fmt, va_list ap)
+{
+    if (warning)
+        im->stats.warnings++;
+    else
+        im->failed = true;
+    if (im->nmsgs >= MAX_MESSAGES) {
+        im->nmore++;
+        return;
+    }
+    im->nmsgs++;
+    if (line > 0)
+        sbuf_printf(&im->msgs, "%s:%ld: ", im->name, line);
+    else
+        sbuf_printf(&im->msgs, "%s: ", im->name);
+    if (warning)
+        sbuf_adds(&im->msgs, "warning: ");
+    {
+        char buf[1024];
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        sbuf_adds(&im->msgs, buf);
+    }
+    sbuf_addc(&im->msgs, '\n');
+}
+
+static void __attribute__((format(printf, 3, 4)))
+row_error(struct imp *im, long line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(im, line, false, fmt, ap);
+    va_end(ap);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+row_warning(struct imp *im, long line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(im, line, true, fmt, ap);
+    va_end(ap);
+}
+
+static void
+db_error(struct imp *im, const char *what)
+{
+    const char *m = sqlite3_errmsg(im->st->db);
+    log_err("import", "%s: %s: %s", im->name, what, m);
+    row_error(im, im->rec_line, "database error while %s: %s", what, m);
+    im->dberr = -EIO;
+}
+
+/*
+ * A value as it can be shown inside a message: at most ~60 bytes, control
+ * characters and bytes that are not UTF-8 escaped, so that a binary cell
+ * cannot break the one-line-per-message promise.
+ */
+static const char *
+show(struct imp *im, const char *s)
+{
+    char *out = im->show[im->show_i];
+    size_t o = 0, cap = sizeof(im->show[0]);
+    im->show_i = (im->show_i + 1) % 4;
+    for (size_t i = 0; s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n = 1;
+        if (o + 8 >= cap || o >= 60) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c >= 0x80) {
+            n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+            if (utf8_valid(s + i, strnlen(s + i, n)) && strnlen(s + i, n) == n) {
+                memcpy(out + o, s + i, n);
+                o += n;
+                i += n - 1;
+                continue;
+            }
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
+        } else if (c < 0x20 || c == 0x7F) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ---- small parsers ---------------------------------------------------- */
+
+static bool
+is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* Trims ASCII white space in place (quoted cells keep theirs through libcsv). */
+static char *
+trim(char *s)
+{
+    size_t n;
+    while (is_ws(*s))
+        s++;
+    n = strlen(s);
+    while (n > 0 && is_ws(s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static void
+ascii_lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+static bool
+is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool
+streq_null(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* yes/no/true/false/1/0/y/n, any case: 1, 0, or -EINVAL. */
+static int
+parse_yesno(const char *s)
+{
+    static const char *const yes[] = {"yes", "true", "1", "y", NULL};
+    static const char *const no[] = {"no", "false", "0", "n", NULL};
+    for (int i = 0; yes[i]; i++)
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+    for (int i = 0; no[i]; i++)
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    return -EINVAL;
+}
+
+/*
+ * Checks and normalises an address in place: trimmed, the domain part
+ * lower-cased (the local part is the receiving server's business, so its case
+ * is kept). Deliberately a sanity check, not RFC 5321 in full: it catches the
+ * typos that happen in spreadsheets (missing @, commas, spaces, a domain
+ * without a dot) and lets through the unusual-but-valid.
+ */
+static int
+email_normalize(char *s)
+{
+    char *at = strchr(s, '@'), *dom;
+    size_t local_len, dom_len;
+    if (!at || strchr(at + 1, '@'))
+        return -EINVAL;
+    local_len = (size_t)(at - s);
+    dom = at + 1;
+    dom_len = strlen(dom);
+    if (local_len == 0 || local_len > 64 || dom_len == 0 || dom_len > 253)
+        return -EINVAL;
+    if (s[0] == '.' || at[-1] == '.')
+        return -EINVAL;
+    for (char *p = s; p < at; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= 0x20 || c == 0x7F || strchr("()<>,;:\\\"[]", c) || (c == '.' && p[1] == '.'))
+            return -EINVAL;
+    }
+    if (!strchr(dom, '.'))
+        return -EINVAL;
+    /* Labels: letters, digits, hyphens, or UTF-8 for internationalised names;
+     * none empty, none starting or ending with a hyphen. */
+    for (char *label = dom; *label;) {
+        char *end = strchr(label, '.');
+        size_t n = end ? (size_t)(end - label) : strlen(label);
+        if (n == 0 || n > 63 || label[0] == '-' || label[n - 1] == '-')
+            return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)label[i];
+            if (!(c >= 0x80 || is_alpha((char)c) || is_digit((char)c) || c == '-'))
+                return -EINVAL;
+        }
+        if (!end)
+            break;
+        label = end + 1;
+        if (!*label)
+            return -EINVAL; /* trailing dot */
+    }
+    ascii_lower(dom);
+    return 0;
+}
+
+/*
+ * Keeps digits and one leading '+', drops the usual separators, in place.
+ * -EILSEQ for letters (a vanity number or a name in the wrong column),
+ * -EINVAL for anything else odd, -ERANGE when fewer than 3 digits remain.
+ * s is only rewritten once it is known to be good, so that a message can
+ * still quote what the file said.
+ */
+static int
+phone_normalize(char *s)
+{
+    size_t o = 0, ndig = 0;
+    bool lead = true; /* nothing but separators so far: a '+' may come */
+    for (size_t i = 0; s[i]; i++) {
+        char c = s[i];
+        if (is_digit(c)) {
+            ndig++;
+            lead = false;
+        } else if (c == '+' && lead) {
+            lead = false;
+        } else if (c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '\t') {
+            continue;
+        } else if (is_alpha(c) || (unsigned char)c >= 0x80) {
+            return -EILSEQ;
+        } else {
+            return -EINVAL;
+        }
+    }
+    if (ndig < 3)
+        return -ERANGE;
+    for (size_t i = 0; s[i]; i++)
+        if (is_digit(s[i]) || (s[i] == '+' && o == 0))
+            s[o++] = s[i];
+    s[o] = '\0';
+    return 0;
+}
+
+/* YYYY-MM-DD or --MM-DD. -EINVAL for the wrong shape, -ERANGE for a date
+ * that does not exist (2026-02-30, --04-31). */
+static int
+birthday_check(const char *s)
+{
+    int y, m, d;
+    if (s[0] == '-' && s[1] == '-') {
+        if (strlen(s) != 7 || s[4] != '-' || !is_digit(s[2]) || !is_digit(s[3]) ||
+            !is_digit(s[5]) || !is_digit(s[6]))
+            return -EINVAL;
+        m = (s[2] - '0') * 10 + (s[3] - '0');
+        d = (s[5] - '0') * 10 + (s[6] - '0');
+        /* Without a year, 29 February is a real birthday. */
+        if (m < 1 || m > 12 || d < 1 || d > days_in_month(2000, m))
+            return -ERANGE;
+        return 0;
+    }
+    return date_parse(s, &y, &m, &d);
+}
+
+/* Why a date that has the right shape is impossible, for the message. */
+static void
+date_why(const char *s, char *buf, size_t size)
+{
+    int y = 2000, m = 0, d = 0;
+    if (s[0] == '-')
+        sscanf(s, "--%2d-%2d", &m, &d);
+    else
+        sscanf(s, "%4d-%2d-%2d", &y, &m, &d);
+    if (m < 1 || m > 12)
+        snprintf(buf, size, "there is no month %02d", m);
+    else if (s[0] == '-')
+        snprintf(buf, size, "month %02d has %d days", m, days_in_month(2000, m));
+    else
+        snprintf(buf, size, "%04d-%02d has %d days", y, m, days_in_month(y, m));
+}
+
+/*
+ * A decimal amount to cents: "12.50" -> 1250, "-3" -> -300, "0.5" -> 50.
+ * More than two fractional digits are accepted only as trailing zeros; a
+ * thousands separator, currency sign or exponent is an error.
+ */
+static int
+amount_parse(const char *s, int64_t *cents)
+{
+    int sign = 1;
+    int64_t whole = 0, frac = 0;
+    int nwhole = 0, nfrac = 0;
+    if (*s == '-' || *s == '+') {
+        sign = *s == '-' ? -1 : 1;
+        s++;
+    }
+    for (; is_digit(*s); s++) {
+        if (++nwhole > 15)
+            return -ERANGE;
+        whole = whole * 10 + (*s - '0');
+    }
+    if (*s == '.') {
+        for (s++; is_digit(*s); s++) {
+            if (nfrac < 2) {
+                frac = frac * 10 + (*s - '0');
+            } else if (*s != '0') {
+                return -EDOM; /* a third significant decimal: not cents */
+            }
+            nfrac++;
+        }
+    }
+    if (*s || nwhole + nfrac == 0)
+        return -EINVAL;
+    if (nfrac == 1)
+        frac *= 10;
+    *cents = sign * (whole * 100 + frac);
+    return 0;
+}
+
+/* ---- attribute values -------------------------------------------------- */
+
+/*
+ * A cell as a JSON value. Canonical integers and decimals (no leading zeros,
+ * no '+', at most 15 digits) become numbers so that audiences can compare
+ * them ("lifetime_value > 100"); everything else, including zip codes and
+ * phone numbers that start with 0 or +, stays a string, exactly as written.
+ */
+static json_t *
+attr_value(const char *s)
+{
+    const char *p = s;
+    int ndig = 0;
+    bool dot = false;
+    if (*p == '-')
+        p++;
+    if (*p == '0' && is_digit(p[1]))
+        return json_string(s);
+    for (; *p; p++) {
+        if (is_digit(*p)) {
+            ndig++;
+        } else if (*p == '.' && !dot && ndig > 0 && is_digit(p[1])) {
+            dot = true;
+        } else {
+            return json_string(s);
+        }
+    }
+    if (ndig == 0 || ndig > 15)
+        return json_string(s);
+    if (!dot) {
+        int64_t v;
+        if (parse_i64(s, &v) == 0)
+            return json_integer(v);
+        return json_string(s);
+    }
+    return json_real(strtod(s, NULL));
+}
+
+/* ---- reading records ---------------------------------------------------- */
+
+static void
+csv_on_field(void *s, size_t len, void *data)
+{
+    struct imp *im = data;
+    if (im->nf == im->fcap) {
+        im->fcap = im->fcap ? im->fcap * 2 : 32;
+        im->foff = xrealloc(im->foff, im->fcap * sizeof(size_t));
+    }
+    im->foff[im->nf++] = im->rec.len;
+    /* Each field is stored NUL-terminated; an embedded NUL is caught later by
+     * comparing strlen with the recorded length. */
+    sbuf_add(&im->rec, s ? s : "", s ? len : 0);
+    sbuf_addc(&im->rec, '\0');
+}
+
+static void
+csv_on_record(int term, void *data)
+{
+    struct imp *im = data;
+    char *stackv[64], **fv = stackv;
+    bool all_empty = true;
+    (void)term;
+    if (im->nf > 64)
+        fv = xmalloc(im->nf * sizeof(char *));
+    for (size_t i = 0; i < im->nf; i++) {
+        fv[i] = im->rec.s + im->foff[i];
+        if (fv[i][0])
+            all_empty = false;
+    }
+    /* Spreadsheets like to append rows of bare commas: not data. */
+    if (!im->dberr && !(all_empty && im->have_header)) {
+        if (!im->have_header) {
+            im->have_header = true;
+            im->ncols = im->nf;
+            im->header(im, fv, im->nf);
+        } else {
+            im->row(im, fv, im->nf);
+        }
+    }
+    if (fv != stackv)
+        free(fv);
+    im->nf = 0;
+    im->rec.len = 0;
+    im->rec_open = false;
+}
+
+/* Checks each field for NUL bytes and invalid UTF-8; false if any is bad. */
+static bool
+fields_clean(struct imp *im, char **fv, size_t nf, char *const *colnames)
+{
+    bool ok = true;
+    for (size_t i = 0; i < nf; i++) {
+        size_t len = (i + 1 < im->nf ? im->foff[i + 1] : im->rec.len) - im->foff[i] - 1;
+        size_t slen = strlen(fv[i]);
+        const char *col = colnames && colnames[i] && colnames[i][0] ? colnames[i] : NULL;
+        char colbuf[32];
+        if (!col) {
+            snprintf(colbuf, sizeof(colbuf), "%zu", i + 1);
+        }
+        if (slen != len) {
+            row_error(im, im->rec_line,
+                      "column %s%s%s contains a NUL byte (is this a CSV text file?)",
+                      col ? "'" : "", col ? col : colbuf, col ? "'" : "");
+            ok = false;
+        } else if (!utf8_valid(fv[i], len)) {
+            row_error(im, im->rec_line,
+                      "column %s%s%s is not valid UTF-8: %s (save the file as UTF-8, e.g. "
+                      "\"CSV UTF-8\" in Excel; this looks like GBK or Latin-1)",
+                      col ? "'" : "", col ? col : colbuf, col ? "'" : "", show(im, fv[i]));
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* The end of the physical line starting at pos: after "\n", "\r\n" or a lone "\r". */
+static size_t
+line_end(const char *d, size_t pos, size_t len)
+{
+    for (size_t i = pos; i < len; i++) {
+        if (d[i] == '\n')
+            return i + 1;
+        if (d[i] == '\r')
+            return i + 1 < len && d[i + 1] == '\n' ? i + 2 : i + 1;
+    }
+    return len;
+}
+
+/* libcsv skips lines of only spaces, tabs and line ends between records. */
+static bool
+line_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+static void
+progress_tick(struct imp *im)
+{
+    if (im->progress && im->stats.rows % PROGRESS_EVERY == 0)
+        im->progress(im->ud, im->stats.rows, im->bytes_done, im->bytes_total);
+}
+
+static int
+read_csv(struct imp *im, const char *data, size_t len)
+{
+    struct csv_parser p;
+    size_t pos = 0;
+    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0)
+        pos = 3;
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) != 0)
+        return -ENOMEM;
+    while (pos < len && !im->dberr) {
+        size_t end = line_end(data, pos, len), n;
+        im->line++;
+        im->bytes_done = end;
+        if (!im->rec_open && !line_blank(data + pos, end - pos)) {
+            im->rec_open = true;
+            im->rec_line = im->line;
+        }
+        n = csv_parse(&p, data + pos, end - pos, csv_on_field, csv_on_record, im);
+        if (n != end - pos) {
+            if (csv_error(&p) != CSV_EPARSE) {
+                csv_free(&p);
+                return -ENOMEM;
+            }
+            if (im->line != im->rec_line)
+                row_error(im, im->rec_line,
+                          "stray double quote on line %ld (a value that contains \" must be "
+                          "quoted, with the inner quotes doubled: \"5\"\" screen\")",
+                          im->line);
+            else
+                row_error(im, im->rec_line,
+                          "stray double quote (a value that contains \" must be quoted, with the "
+                          "inner quotes doubled: \"5\"\" screen\")");
+            /* Drop the broken record and carry on with the next line so that
+             * the rest of the file is still checked. */
+            csv_free(&p);
+            if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) != 0)
+                return -ENOMEM;
+            im->nf = 0;
+            im->rec.len = 0;
+            im->rec_open = false;
+            if (!im->have_header) {
+                /* Without a header nothing after it can be checked. */
+                im->have_header = true;
+                im->ncols = 0;
+                im->failed = true;
+            }
+        }
+        pos = end;
+    }
+    if (!im->dberr && csv_fini(&p, csv_on_field, csv_on_record, im) != 0)
+        row_error(im, im->rec_line,
+                  "a quoted value starting on this record is never closed (add the closing \", "
+                  "or double any \" inside it)");
+    csv_free(&p);
+    return 0;
+}
+
+/* ---- shared driver ------------------------------------------------------ */
+
+static void
+imp_init(struct imp *im, struct store *st, const char *name, size_t len,
+         import_progress_fn progress, void *ud)
+{
+    memset(im, 0, sizeof(*im));
+    im->st = st;
+    im->name = name ? name : "<input>";
+    im->progress = progress;
+    im->ud = ud;
+    im->bytes_total = len;
+    sbuf_init(&im->msgs);
+    sbuf_init(&im->rec);
+    time_format_iso(import_now(), im->now_iso, sizeof(im->now_iso));
+}
+
+/* Runs the whole import around read_csv: transaction, verdict, messages. */
+static int
+imp_run(struct imp *im, const char *data, size_t len, int (*finish)(struct imp *))
+{
+    int r;
+    if (store_begin(im->st) < 0) {
+        row_error(im, 0, "cannot start a transaction: %s (is the database writable?)",
+                  sqlite3_errmsg(im->st->db));
+        return -EIO;
+    }
+    r = read_csv(im, data, len);
+    if (r == -ENOMEM)
+        row_error(im, 0, "out of memory while reading the file");
+    if (r == 0 && !im->have_header && !im->failed)
+        row_error(im, 1, "the file is empty (the first row must name the columns)");
+    if (r == 0 && !im->failed && !im->dberr)
+        r = finish(im);
+    if (r == 0 && im->dberr)
+        r = im->dberr;
+    if (r == 0 && im->failed)
+        r = -EINVAL;
+    if (r == 0 && store_commit(im->st) < 0) {
+        row_error(im, 0, "cannot commit: %s", sqlite3_errmsg(im->st->db));
+        r = -EIO;
+    }
+    if (r < 0) {
+        store_rollback(im->st);
+        im->stats.inserted = im->stats.updated = im->stats.unchanged = 0;
+    }
+    if (im->progress)
+        im->progress(im->ud, im->stats.rows, len, len);
+    return r;
+}
+
+static void
+imp_done(struct imp *im, struct import_stats *stats, char **errors)
+{
+    if (im->nmore)
+        sbuf_printf(&im->msgs, "... and %ld more\n", im->nmore);
+    if (stats)
+        *stats = im->stats;
+    if (errors)
+        *errors = im->msgs.len ? sbuf_steal(&im->msgs) : NULL;
+    sbuf_free(&im->msgs);
+    sbuf_free(&im->rec);
+    free(im->foff);
+}
+
+static bool
+prepare(struct imp *im, sqlite3_stmt **s, const char *sql)
+{
+    if (sqlite3_prepare_v3(im->st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, s, NULL) != SQLITE_OK) {
+        db_error(im, "preparing a statement");
+        return false;
+    }
+    return true;
+}
+
+static void
+bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* Steps a statement that returns no rows; resets it either way. */
+static bool
+exec_stmt(struct imp *im, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        db_error(im, what);
+        return false;
+    }
+    return true;
+}
+
+static const char *
+col_text(sqlite3_stmt *s, int i)
+{
+    return (const char *)sqlite3_column_text(s, i);
+}
+
+/* ======================================================================= */
+/* customers                                                               */
+/* ======================================================================= */
+
+/* The plain text columns, in the order of the customers table. */
+enum { T_NAME, T_FIRST_NAME, T_EMAIL, T_PHONE, T_BIRTHDAY, T_TZ, T_TIER, T_OWNER, N_TEXT };
+
+static const char *const text_cols[N_TEXT] = {
+    "name", "first_name", "email", "phone", "birthday", "tz", "tier", "owner",
+};
+
+enum col_kind { K_IGNORE, K_ID, K_TEXT, K_TAGS, K_CREATED_AT, K_CONSENT, K_ATTR };
+
+/* Every column name with a meaning, for "did you mean". */
+static const char *const known_cols[] = {
+    "id",   "name",  "first_name", "email",         "phone",       "birthday",   "tz",
+    "tier", "owner", "tags",       "consent_email", "consent_sms", "created_at", NULL,
+};
+
+/* Consent channels nudge delivers on, to catch "consent_emial". */
+static const char *const known_channels[] = {"email", "sms", "webhook", "task", NULL};
+
+struct ccol {
+    enum col_kind kind;
+    int text;        /* K_TEXT: T_* */
+    const char *key; /* K_CONSENT: channel; K_ATTR: attribute key */
+};
+
+struct cust {
+    struct ccol *cols;
+    char **names; /* lower-cased header names (owned), for messages */
+    size_t ncols; /* entries in cols and names */
+    bool present[N_TEXT];
+    bool has_tags, has_attrs, has_created;
+    struct idset ids;
+    sqlite3_stmt *find, *ins, *upd, *touch, *tags_get, *tags_del, *tag_ins, *consent_get,
+        *consent_set, *attr_key;
+    char *source; /* consents.source */
+};
+
+/* Is `cand` close enough to `col` to be a misspelling, not a new attribute?
+ * Short names need a closer match: "age" is not a typo for "name". */
+static const char *
+misspelt(const char *col, const char *const *cands)
+{
+    const char *best = did_you_mean(col, cands);
+    int d;
+    if (!best)
+        return NULL;
+    d = edit_distance(col, best);
+    if (d <= 1 || (strlen(col) >= 5 && strlen(best) >= 5))
+        return best;
+    return NULL;
+}
+
+static void
+cust_header(struct imp *im, char **fv, size_t nf)
+{
+    struct cust *c = im->kind;
+    long id_col = -1;
+    c->cols = xcalloc(nf, sizeof(*c->cols));
+    c->names = xcalloc(nf, sizeof(char *));
+    c->ncols = nf;
+    if (!fields_clean(im, fv, nf, NULL)) {
+        im->ncols = 0;
+        return;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        /* Copied: the record buffer is reused for the rows. */
+        char *n = xstrdup(trim(fv[i]));
+        struct ccol *cc = &c->cols[i];
+        ascii_lower(n);
+        c->names[i] = n;
+        for (size_t j = 0; j < i; j++) {
+            if (n[0] && strcmp(c->names[j], n) == 0) {
+                row_error(im, im->rec_line,
+                          "duplicate column '%s' (columns %zu and %zu; rename or remove one)",
+                          show(im, n), j + 1, i + 1);
+                break;
+            }
+        }
+        if (!n[0]) {
+            row_warning(im, im->rec_line, "column %zu has no name; its values are ignored", i + 1);
+            cc->kind = K_IGNORE;
+            continue;
+        }
+        if (strcmp(n, "id") == 0) {
+            cc->kind = K_ID;
+            id_col = (long)i;
+            continue;
+        }
+        if (strcmp(n, "tags") == 0) {
+            cc->kind = K_TAGS;
+            c->has_tags = true;
+            continue;
+        }
+        if (strcmp(n, "created_at") == 0) {
+            cc->kind = K_CREATED_AT;
+            c->has_created = true;
+            continue;
+        }
+        if (strcmp(n, "updated_at") == 0 || strcmp(n, "attrs") == 0) {
+            row_warning(im, im->rec_line,
+                        "column '%s' is maintained by nudge; its values are ignored", n);
+            cc->kind = K_IGNORE;
+            continue;
+        }
+        cc->kind = K_ATTR;
+        for (int t = 0; t < N_TEXT; t++) {
+            if (strcmp(n, text_cols[t]) == 0) {
+                cc->kind = K_TEXT;
+                cc->text = t;
+                c->present[t] = true;
+            }
+        }
+        if (cc->kind == K_TEXT)
+            continue;
+        if (strncmp(n, "consent_", 8) == 0) {
+            const char *ch = n + 8, *sugg;
+            bool ok = ch[0] != '\0';
+            for (const char *p = ch; *p; p++)
+                if (!(is_alpha(*p) || is_digit(*p) || *p == '_' || *p == '-'))
+                    ok = false;
+            if (!ok) {
+                row_error(im, im->rec_line,
+                          "column '%s' does not name a channel (expected consent_email, "
+                          "consent_sms, ...)",
+                          show(im, n));
+                cc->kind = K_IGNORE;
+                continue;
+            }
+            cc->kind = K_CONSENT;
+            cc->key = ch;
+            sugg = misspelt(ch, known_channels);
+            if (sugg && strcmp(sugg, ch) != 0)
+                row_warning(im, im->rec_line,
+                            "column '%s' records consent for a channel called '%s' (did you "
+                            "mean 'consent_%s'?)",
+                            n, ch, sugg);
+            continue;
+        }
+        {
+            const char *sugg = misspelt(n, known_cols);
+            cc->key = n;
+            c->has_attrs = true;
+            if (sugg)
+                row_warning(im, im->rec_line,
+                            "column '%s' is not a known column and will be stored as a custom "
+                            "attribute (did you mean '%s'?)",
+                            show(im, n), sugg);
+        }
+    }
+    if (id_col < 0) {
+        static const char *const aliases[] = {"customer_id", "customerid",  "customer id",
+                                              "ext_id",      "external_id", "user_id",
+                                              "uid",         "cid",         NULL};
+        const char *alias = NULL;
+        for (size_t i = 0; i < nf && !alias; i++)
+            for (int a = 0; aliases[a]; a++)
+                if (strcmp(c->names[i], aliases[a]) == 0)
+                    alias = c->names[i];
+        if (alias)
+            row_error(im, im->rec_line,
+                      "no 'id' column (rename column '%s' to 'id': it must hold your own "
+                      "customer id)",
+                      show(im, alias));
+        else
+            row_error(im, im->rec_line,
+                      "no 'id' column (the first row must name the columns and one must be "
+                      "'id', your own customer id, e.g. id,name,email)");
+        im->ncols = 0; /* rows cannot be checked without it */
+    }
+}
+
+/* Values of one customer row, after checking. */
+struct crow {
+    const char *id;
+    const char *text[N_TEXT]; /* NULL = empty cell */
+    const char *created_at;   /* NULL = keep / default */
+    char **tags;              /* sorted, unique; valid when has_tags */
+    size_t ntags;
+    int *consent; /* per column: -1 leave, 0, 1 */
+};
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Splits "vip; wholesale;;vip" into sorted unique {"vip", "wholesale"}, in place. */
+static void
+split_tags(char *s, struct crow *r)
+{
+    size_t n = 0, cap = 0;
+    char **v = NULL;
+    for (char *p = s; p;) {
+        char *semi = strchr(p, ';'), *t;
+        if (semi)
+            *semi = '\0';
+        t = trim(p);
+        if (t[0]) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 8;
+                v = xrealloc(v, cap * sizeof(char *));
+            }
+            v[n++] = t;
+        }
+        p = semi ? semi + 1 : NULL;
+    }
+    if (n > 1) {
+        size_t o = 1;
+        qsort(v, n, sizeof(char *), cmp_str);
+        for (size_t i = 1; i < n; i++)
+            if (strcmp(v[i], v[o - 1]) != 0)
+                v[o++] = v[i];
+        n = o;
+    }
+    r->tags = v;
+    r->ntags = n;
+}
+
+/* Builds the attrs JSON text from the stored text and this row's cells.
+ * Returns a malloc'd string; keys sorted so equal objects are equal text. */
+static char *
+merge_attrs(struct imp *im, struct cust *c, const char *old, char **fv, size_t nf)
+{
+    json_error_t jerr;
+    json_t *o = old ? json_loads(old, 0, &jerr) : NULL;
+    char *out;
+    if (!o || !json_is_object(o)) {
+        if (o || (old && old[0]))
+            log_warn("import", "%s: stored attrs are not a JSON object; replacing them", im->name);
+        json_decref(o);
+        o = json_object();
+    }
+    for (size_t i = 0; i < nf; i++) {
+        if (c->cols[i].kind != K_ATTR)
+            continue;
+        if (fv[i][0])
+            json_object_set_new(o, c->cols[i].key, attr_value(fv[i]));
+        else
+            json_object_del(o, c->cols[i].key);
+    }
+    out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    json_decref(o);
+    if (!out)
+        out = xstrdup("{}");
+    return out;
+}
+
+/* Validates one row into r; false if anything was wrong (all reported). */
+static bool
+cust_check(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
+{
+    bool ok = true;
+    long line = im->rec_line;
+    for (size_t i = 0; i < nf; i++) {
+        struct ccol *cc = &c->cols[i];
+        char *v = trim(fv[i]);
+        fv[i] = v;
+        switch (cc->kind) {
+        case K_IGNORE:
+        case K_ATTR:
+            break;
+        case K_ID: {
+            long first;
+            if (!v[0]) {
+                row_error(im, line,
+                          "missing id (every customer needs your own id in the 'id' "
+                          "column)");
+                ok = false;
+                break;
+            }
+            r->id = v;
+            first = idset_put(&c->ids, v, line);
+            if (first) {
+                row_error(im, line,
+                          "id %s already on line %ld (each customer may appear once per file; "
+                          "merge the two rows)",
+                          show(im, v), first);
+                ok = false;
+            }
+            break;
+        }
+        case K_TEXT:
+            if (!v[0]) {
+                r->text[cc->text] = NULL;
+                break;
+            }
+            r->text[cc->text] = v;
+            if (cc->text == T_EMAIL) {
+                /* email_normalize changes nothing when it fails. */
+                if (email_normalize(v) < 0) {
+                    row_error(im, line, "malformed email '%s' (expected name@example.com)",
+                              show(im, v));
+                    ok = false;
+                }
+            } else if (cc->text == T_PHONE) {
+                int e = phone_normalize(v);
+                const char *orig = e < 0 ? show(im, v) : NULL;
+                if (e == -EILSEQ) {
+                    row_error(im, line,
+                              "phone '%s' contains letters (write digits only, with a leading + "
+                              "and the country code for international numbers)",
+                              orig);
+                    ok = false;
+                } else if (e == -EINVAL) {
+                    row_error(im, line,
+                              "phone '%s' contains characters that are not part of a number "
+                              "(use digits, spaces, dashes, parentheses and a leading +)",
+                              orig);
+                    ok = false;
+                } else if (e < 0) {
+                    row_error(im, line, "phone '%s' is too short (expected at least 3 digits)",
+                              orig);
+                    ok = false;
+                }
+            } else if (cc->text == T_BIRTHDAY) {
+                int e = birthday_check(v);
+                if (e == -ERANGE) {
+                    char why[64];
+                    date_why(v, why, sizeof(why));
+                    row_error(im, line, "birthday '%s' is not a real date (%s)", show(im, v), why);
+                    ok = false;
+                } else if (e < 0) {
+                    row_error(im, line,
+                              "birthday '%s' is not a date (expected YYYY-MM-DD, or --MM-DD "
+                              "when the year is unknown)",
+                              show(im, v));
+                    ok = false;
+                }
+            } else if (cc->text == T_TZ) {
+                if (!cal_zone_valid(v)) {
+                    row_error(im, line,
+                              "unknown time zone '%s' (expected an IANA name such as "
+                              "Asia/Shanghai)",
+                              show(im, v));
+                    ok = false;
+                }
+            }
+            break;
+        case K_TAGS:
+            split_tags(v, r);
+            break;
+        case K_CREATED_AT: {
+            ntime_t t;
+            if (!v[0])
+                break;
+            if (time_parse_iso(v, &t) < 0) {
+                row_error(im, line,
+                          "created_at '%s' is not a date or time (expected YYYY-MM-DD or RFC "
+                          "3339 such as 2027-02-03T10:00:00+08:00)",
+                          show(im, v));
+                ok = false;
+            } else {
+                r->created_at = v;
+            }
+            break;
+        }
+        case K_CONSENT: {
+            int g;
+            if (!v[0])
+                break;
+            g = parse_yesno(v);
+            if (g < 0) {
+                row_error(im, line,
+                          "%s '%s' is not yes or no (use yes/no, true/false, 1/0 or y/n; leave "
+                          "it empty to keep the current consent)",
+                          c->names[i], show(im, v));
+                ok = false;
+            } else {
+                r->consent[i] = g;
+            }
+            break;
+        }
+        }
+    }
+    return ok;
+}
+
+/* Tags stored for customer id differ from r's? */
+static int
+tags_differ(struct imp *im, struct cust *c, sqlite3_int64 id, const struct crow *r)
+{
+    size_t k = 0;
+    int rc, differ = 0;
+    sqlite3_bind_int64(c->tags_get, 1, id);
+    while ((rc = sqlite3_step(c->tags_get)) == SQLITE_ROW) {
+        const char *t = col_text(c->tags_get, 0);
+        if (k >= r->ntags || !t || strcmp(t, r->tags[k]) != 0)
+            differ = 1;
+        k++;
+    }
+    sqlite3_reset(c->tags_get);
+    if (rc != SQLITE_DONE) {
+        db_error(im, "reading tags");
+        return -EIO;
+    }
+    return differ || k != r->ntags;
+}
+
+static bool
+write_tags(struct imp *im, struct cust *c, sqlite3_int64 id, const struct crow *r, bool fresh)
+{
+    /* A customer inserted just now has no tags to delete. */
+    if (!fresh) {
+        sqlite3_bind_int64(c->tags_del, 1, id);
+        if (!exec_stmt(im, c->tags_del, "replacing tags"))
+            return false;
+    }
+    for (size_t i = 0; i < r->ntags; i++) {
+        sqlite3_bind_int64(c->tag_ins, 1, id);
+        sqlite3_bind_text(c->tag_ins, 2, r->tags[i], -1, SQLITE_STATIC);
+        if (!exec_stmt(im, c->tag_ins, "adding a tag"))
+            return false;
+    }
+    return true;
+}
+
+/* Consent column i differs from what is stored (or nothing is)? */
+static int
+consent_differs(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int granted)
+{
+    int rc, differ = 1;
+    sqlite3_bind_int64(c->consent_get, 1, id);
+    sqlite3_bind_text(c->consent_get, 2, c->cols[i].key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(c->consent_get);
+    if (rc == SQLITE_ROW)
+        differ = sqlite3_column_int(c->consent_get, 0) != granted;
+    sqlite3_reset(c->consent_get);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        db_error(im, "reading consents");
+        return -EIO;
+    }
+    return differ;
+}
+
+static bool
+write_consent(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int granted)
+{
+    sqlite3_bind_int64(c->consent_set, 1, id);
+    sqlite3_bind_text(c->consent_set, 2, c->cols[i].key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(c->consent_set, 3, granted);
+    sqlite3_bind_text(c->consent_set, 4, im->now_iso, -1, SQLITE_STATIC);
+    sqlite3_bind_text(c->consent_set, 5, c->source, -1, SQLITE_STATIC);
+    return exec_stmt(im, c->consent_set, "recording a consent");
+}
+
+/* Upserts a checked row. */
+static void
+cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
+{
+    sqlite3_stmt *f = c->find;
+    sqlite3_int64 id;
+    int rc;
+    bool row_changed = false, other_changed = false;
+    char *attrs = NULL;
+
+    sqlite3_bind_text(f, 1, r->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(f);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sqlite3_reset(f);
+        db_error(im, "looking up a customer");
+        return;
+    }
+
+    if (rc == SQLITE_DONE) {
+        /* A new customer. */
+        sqlite3_stmt *s = c->ins;
+        sqlite3_reset(f);
+        attrs = c->has_attrs ? merge_attrs(im, c, NULL, fv, nf) : xstrdup("{}");
+        sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
+        for (int t = 0; t < N_TEXT; t++)
+            bind_text(s, 2 + t, r->text[t]);
+        bind_text(s, 2 + N_TEXT, r->created_at ? r->created_at : im->now_iso);
+        sqlite3_bind_text(s, 3 + N_TEXT, im->now_iso, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 4 + N_TEXT, attrs, -1, SQLITE_STATIC);
+        if (!exec_stmt(im, s, "adding a customer"))
+            goto out;
+        id = sqlite3_last_insert_rowid(im->st->db);
+        if (c->has_tags && !write_tags(im, c, id, r, true))
+            goto out;
+        for (size_t i = 0; i < nf; i++)
+            if (c->cols[i].kind == K_CONSENT && r->consent[i] >= 0 &&
+                !write_consent(im, c, id, i, r->consent[i]))
+                goto out;
+        im->stats.inserted++;
+        goto out;
+    }
+
+    /* An existing customer: compare everything, write only what changed.
+     * A column absent from the file keeps the stored value. */
+    id = sqlite3_column_int64(f, 0);
+    for (int t = 0; t < N_TEXT; t++)
+        if (c->present[t] && !streq_null(r->text[t], col_text(f, 1 + t)))
+            row_changed = true;
+    if (r->created_at && !streq_null(r->created_at, col_text(f, 1 + N_TEXT)))
+        row_changed = true;
+    if (c->has_attrs) {
+        attrs = merge_attrs(im, c, col_text(f, 2 + N_TEXT), fv, nf);
+        if (!streq_null(attrs, col_text(f, 2 + N_TEXT)))
+            row_changed = true;
+    }
+    if (row_changed) {
+        sqlite3_stmt *s = c->upd;
+        sqlite3_bind_int64(s, 1, id);
+        for (int t = 0; t < N_TEXT; t++)
+            bind_text(s, 2 + t, c->present[t] ? r->text[t] : col_text(f, 1 + t));
+        bind_text(s, 2 + N_TEXT, r->created_at ? r->created_at : col_text(f, 1 + N_TEXT));
+        sqlite3_bind_text(s, 3 + N_TEXT, im->now_iso, -1, SQLITE_STATIC);
+        bind_text(s, 4 + N_TEXT, attrs ? attrs : col_text(f, 2 + N_TEXT));
+    }
+    /* The bindings above copied what they took from f (SQLITE_TRANSIENT),
+     * so f can let go of its row before anything is written. */
+    sqlite3_reset(f);
+
+    if (c->has_tags) {
+        int d = tags_differ(im, c, id, r);
+        if (d < 0 || (d && !write_tags(im, c, id, r, false)))
+            goto out_unbind;
+        other_changed |= d;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        int d;
+        if (c->cols[i].kind != K_CONSENT || r->consent[i] < 0)
+            continue;
+        d = consent_differs(im, c, id, i, r->consent[i]);
+        if (d < 0 || (d && !write_consent(im, c, id, i, r->consent[i])))
+            goto out_unbind;
+        other_changed |= d;
+    }
+    if (row_changed) {
+        if (exec_stmt(im, c->upd, "updating a customer"))
+            im->stats.updated++;
+    } else if (other_changed) {
+        /* Only tags or consents changed: the customer did change, so its
+         * updated_at moves, but its fields stay as stored. */
+        sqlite3_bind_text(c->touch, 1, im->now_iso, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(c->touch, 2, id);
+        if (exec_stmt(im, c->touch, "updating a customer"))
+            im->stats.updated++;
+    } else {
+        im->stats.unchanged++;
+    }
+    goto out;
+out_unbind:
+    sqlite3_clear_bindings(c->upd);
+out:
+    free(attrs);
+}
+
+static void
+cust_row(struct imp *im, char **fv, size_t nf)
+{
+    struct cust *c = im->kind;
+    struct crow r;
+    int stackc[64];
+    bool ok;
+    if (im->ncols == 0)
+        return; /* the header was unusable; it has been reported */
+    im->stats.rows++;
+    if (nf != im->ncols) {
+        row_error(im, im->rec_line,
+                  "row has %zu fields but the header has %zu (put values that contain commas "
+                  "in double quotes)",
+                  nf, im->ncols);
+        progress_tick(im);
+        return;
+    }
+    if (!fields_clean(im, fv, nf, c->names)) {
+        progress_tick(im);
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    r.consent = nf <= 64 ? stackc : xmalloc(nf * sizeof(int));
+    for (size_t i = 0; i < nf; i++)
+        r.consent[i] = -1;
+    ok = cust_check(im, c, fv, nf, &r);
+    if (ok && !im->failed && !im->dberr)
+        cust_write(im, c, fv, nf, &r);
+    free(r.tags);
+    if (r.consent != stackc)
+        free(r.consent);
+    progress_tick(im);
+}
+
+static int
+cust_finish(struct imp *im)
+{
+    struct cust *c = im->kind;
+    if (im->ncols == 0)
+        return 0;
+    /* Every attribute column of the file is a key audiences may use, even if
+     * all its cells are empty this time. */
+    for (size_t i = 0; i < im->ncols; i++) {
+        if (c->cols[i].kind != K_ATTR)
+            continue;
+        sqlite3_bind_text(c->attr_key, 1, c->cols[i].key, -1, SQLITE_STATIC);
+        if (!exec_stmt(im, c->attr_key, "recording attribute names"))
+            return -EIO;
+    }
+    return 0;
+}
+
+int
+import_customers(struct store *st, const char *name, const char *data, size_t len,
+                 struct import_stats *stats, char **errors, import_progress_fn progress, void *ud)
+{
+    struct imp im;
+    struct cust c;
+    int r = 0;
+    imp_init(&im, st, name, len, progress, ud);
+    memset(&c, 0, sizeof(c));
+    im.kind = &c;
+    im.header = cust_header;
+    im.row = cust_row;
+    c.source = xasprintf("import:%s", im.name);
+    if (!prepare(&im, &c.find,
+                 "SELECT id, name, first_name, email, phone, birthday, tz, tier, owner,"
+                 " created_at, attrs FROM customers WHERE ext_id = ?1") ||
+        !prepare(&im, &c.ins,
+                 "INSERT INTO customers (ext_id, name, first_name, email, phone, birthday, tz,"
+                 " tier, owner, created_at, updated_at, attrs)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)") ||
+        !prepare(&im, &c.upd,
+                 "UPDATE customers SET name = ?2, first_name = ?3, email = ?4, phone = ?5,"
+                 " birthday = ?6, tz = ?7, tier = ?8, owner = ?9, created_at = ?10,"
+                 " updated_at = ?11, attrs = ?12 WHERE id = ?1") ||
+        !prepare(&im, &c.touch, "UPDATE customers SET updated_at = ?1 WHERE id = ?2") ||
+        !prepare(&im, &c.tags_get,
+                 "SELECT tag FROM customer_tags WHERE customer_id = ?1 ORDER BY tag") ||
+        !prepare(&im, &c.tags_del, "DELETE FROM customer_tags WHERE customer_id = ?1") ||
+        !prepare(&im, &c.tag_ins, "INSERT INTO customer_tags (customer_id, tag) VALUES (?1, ?2)") ||
+        !prepare(&im, &c.consent_get,
+                 "SELECT granted FROM consents WHERE customer_id = ?1 AND channel = ?2") ||
+        !prepare(&im, &c.consent_set,
+                 "INSERT INTO consents (customer_id, channel, granted, updated_at, source)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (customer_id, channel) DO UPDATE SET"
+                 " granted = excluded.granted, updated_at = excluded.updated_at,"
+                 " source = excluded.source") ||
+        !prepare(&im, &c.attr_key, "INSERT OR IGNORE INTO attribute_keys (key) VALUES (?1)"))
+        r = -EIO;
+    if (r == 0)
+        r = imp_run(&im, data, len, cust_finish);
+    sqlite3_finalize(c.find);
+    sqlite3_finalize(c.ins);
+    sqlite3_finalize(c.upd);
+    sqlite3_finalize(c.touch);
+    sqlite3_finalize(c.tags_get);
+    sqlite3_finalize(c.tags_del);
+    sqlite3_finalize(c.tag_ins);
+    sqlite3_finalize(c.consent_get);
+    sqlite3_finalize(c.consent_set);
+    sqlite3_finalize(c.attr_key);
+    idset_free(&c.ids);
+    for (size_t i = 0; c.names && i < c.ncols; i++)
+        free(c.names[i]);
+    free(c.cols);
+    free(c.names);
+    free(c.source);
+    imp_done(&im, stats, errors);
+    return r;
+}
+
+/* ======================================================================= */
+/* orders                                                                  */
+/* ======================================================================= */
+
+enum { O_CUSTOMER_ID, O_ORDER_ID, O_AMOUNT, O_CURRENCY, O_ORDERED_AT, N_OCOLS };
+
+static const char *const order_cols[N_OCOLS + 1] = {
+    "customer_id", "order_id", "amount", "currency", "ordered_at", NULL,
+};
+
+struct ord {
+    int col[N_OCOLS]; /* field index of each known column, -1 if absent */
+    char **names;     /* lower-cased header names (owned), for messages */
+    size_t ncols;     /* entries in names */
+    struct idset ids;
+    sqlite3_int64 *affected; /* customers whose stats need recomputing */
+    size_t naff, capaff;
+    sqlite3_stmt *cust, *find, *ins, *upd, *tl_add, *tl_upd, *stats;
+};
+
+static void
+ord_header(struct imp *im, char **fv, size_t nf)
+{
+    struct ord *o = im->kind;
+    char **names = xcalloc(nf ? nf : 1, sizeof(char *));
+    o->names = names;
+    o->ncols = nf;
+    for (int k = 0; k < N_OCOLS; k++)
+        o->col[k] = -1;
+    if (!fields_clean(im, fv, nf, NULL)) {
+        im->ncols = 0;
+        return;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        /* Copied: the record buffer is reused for the rows. */
+        char *n = xstrdup(trim(fv[i]));
+        bool known = false;
+        ascii_lower(n);
+        names[i] = n;
+        for (size_t j = 0; j < i; j++) {
+            if (n[0] && strcmp(names[j], n) == 0) {
+                row_error(im, im->rec_line,
+                          "duplicate column '%s' (columns %zu and %zu; rename or remove one)",
+                          show(im, n), j + 1, i + 1);
+                break;
+            }
+        }
+        for (int k = 0; k < N_OCOLS; k++) {
+            if (strcmp(n, order_cols[k]) == 0) {
+                if (o->col[k] < 0)
+                    o->col[k] = (int)i;
+                known = true;
+            }
+        }
+        if (known)
+            continue;
+        if (!n[0]) {
+            row_warning(im, im->rec_line, "column %zu has no name; its values are ignored", i + 1);
+        } else {
+            const char *sugg = misspelt(n, order_cols);
+            if (sugg)
+                row_warning(im, im->rec_line,
+                            "column '%s' is not used and its values are ignored (did you mean "
+                            "'%s'?)",
+                            show(im, n), sugg);
+            else
+                row_warning(im, im->rec_line,
+                            "column '%s' is not used and its values are ignored (orders take "
+                            "customer_id, order_id, amount, currency, ordered_at)",
+                            show(im, n));
+        }
+    }
+    for (int k = 0; k < N_OCOLS; k++) {
+        const char *sugg;
+        if (o->col[k] >= 0 || k == O_CURRENCY)
+            continue;
+        sugg = NULL;
+        for (size_t i = 0; i < nf && !sugg; i++) {
+            const char *cand[2] = {names[i], NULL};
+            if (names[i][0] && misspelt(order_cols[k], cand))
+                sugg = names[i];
+        }
+        if (sugg)
+            row_error(im, im->rec_line, "no '%s' column (rename column '%s' to '%s')",
+                      order_cols[k], show(im, sugg), order_cols[k]);
+        else
+            row_error(im, im->rec_line,
+                      "no '%s' column (the first row must name the columns: customer_id, "
+                      "order_id, amount, currency, ordered_at)",
+                      order_cols[k]);
+        im->ncols = 0;
+    }
+}
+
+static void
+ord_affect(struct ord *o, sqlite3_int64 cid)
+{
+    if (o->naff && o->affected[o->naff - 1] == cid)
+        return; /* orders usually come grouped by customer */
+    if (o->naff == o->capaff) {
+        o->capaff = o->capaff ? o->capaff * 2 : 256;
+        o->affected = xrealloc(o->affected, o->capaff * sizeof(*o->affected));
+    }
+    o->affected[o->naff++] = cid;
+}
+
+/* The timeline entry of an order, as sorted compact JSON. */
+static char *
+order_detail(const char *order_id, int64_t cents, const char *currency)
+{
+    json_t *d = json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_cents",
+                          (json_int_t)cents, "currency", currency);
+    char *out = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(d);
+    return out ? out : xstrdup("{}");
+}
+
+static void
+ord_row(struct imp *im, char **fv, size_t nf)
+{
+    struct ord *o = im->kind;
+    long line = im->rec_line;
+    const char *cust_id, *order_id, *amount, *currency = "", *ordered_at;
+    char cur[4];
+    int64_t cents = 0;
+    ntime_t at = 0;
+    sqlite3_int64 cid = 0, oid, old_cid;
+    char *detail = NULL;
+    bool ok = true;
+    int rc;
+
+    if (im->ncols == 0)
+        return;
+    im->stats.rows++;
+    if (nf != im->ncols) {
+        row_error(im, line,
+                  "row has %zu fields but the header has %zu (put values that contain commas "
+                  "in double quotes)",
+                  nf, im->ncols);
+        goto done;
+    }
+    if (!fields_clean(im, fv, nf, o->names))
+        goto done;
+    for (size_t i = 0; i < nf; i++)
+        fv[i] = trim(fv[i]);
+    cust_id = fv[o->col[O_CUSTOMER_ID]];
+    order_id = fv[o->col[O_ORDER_ID]];
+    amount = fv[o->col[O_AMOUNT]];
+    ordered_at = fv[o->col[O_ORDERED_AT]];
+    if (o->col[O_CURRENCY] >= 0)
+        currency = fv[o->col[O_CURRENCY]];
+
+    if (!order_id[0]) {
+        row_error(im, line, "missing order_id (every order needs your own order id)");
+        ok = false;
+    } else {
+        long first = idset_put(&o->ids, order_id, line);
+        if (first) {
+            row_error(im, line,
+                      "order_id %s already on line %ld (each order may appear once per file; "
+                      "merge the two rows)",
+                      show(im, order_id), first);
+            ok = false;
+        }
+    }
+    if (!amount[0]) {
+        row_error(im, line, "missing amount (e.g. 12.50, or -12.50 for a refund)");
+        ok = false;
+    } else {
+        int e = amount_parse(amount, &cents);
+        if (e == -EDOM) {
+            row_error(im, line,
+                      "amount '%s' has more than two decimals (amounts are kept in cents; "
+                      "round it)",
+                      show(im, amount));
+            ok = false;
+        } else if (e < 0) {
+            row_error(im, line,
+                      "amount '%s' is not a decimal amount (expected e.g. 12.50 or -3.00: a "
+                      "dot for decimals, no currency sign or thousands separator)",
+                      show(im, amount));
+            ok = false;
+        }
+    }
+    if (currency[0]) {
+        if (strlen(currency) != 3 || !is_alpha(currency[0]) || !is_alpha(currency[1]) ||
+            !is_alpha(currency[2])) {
+            row_error(im, line,
+                      "currency '%s' is not a 3-letter code (expected ISO 4217 such as CNY, "
+                      "USD or EUR, or leave it empty)",
+                      show(im, currency));
+            ok = false;
+        } else {
+            for (int k = 0; k < 3; k++)
+                cur[k] = (char)(currency[k] >= 'a' ? currency[k] - 'a' + 'A' : currency[k]);
+            cur[3] = '\0';
+            currency = cur;
+        }
+    }
+    if (!ordered_at[0]) {
+        row_error(im, line, "missing ordered_at (expected YYYY-MM-DD or RFC 3339)");
+        ok = false;
+    } else if (time_parse_iso(ordered_at, &at) < 0) {
+        row_error(im, line,
+                  "ordered_at '%s' is not a date or time (expected YYYY-MM-DD or RFC 3339 such "
+                  "as 2027-02-03T10:00:00+08:00)",
+                  show(im, ordered_at));
+        ok = false;
+    }
+    if (!cust_id[0]) {
+        row_error(im, line, "missing customer_id (the 'id' of a customer already imported)");
+        ok = false;
+    } else if (!im->dberr) {
+        sqlite3_bind_text(o->cust, 1, cust_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(o->cust);
+        if (rc == SQLITE_ROW)
+            cid = sqlite3_column_int64(o->cust, 0);
+        sqlite3_reset(o->cust);
+        if (rc == SQLITE_DONE) {
+            row_error(im, line, "unknown customer_id %s (import the customer first, or fix the id)",
+                      show(im, cust_id));
+            ok = false;
+        } else if (rc != SQLITE_ROW) {
+            db_error(im, "looking up a customer");
+            ok = false;
+        }
+    }
+    if (!ok || im->failed || im->dberr)
+        goto done;
+
+    sqlite3_bind_text(o->find, 1, order_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(o->find);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(o->find);
+        sqlite3_bind_text(o->ins, 1, order_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(o->ins, 2, cid);
+        sqlite3_bind_int64(o->ins, 3, cents);
+        sqlite3_bind_text(o->ins, 4, currency, -1, SQLITE_STATIC);
+        sqlite3_bind_text(o->ins, 5, ordered_at, -1, SQLITE_STATIC);
+        if (!exec_stmt(im, o->ins, "adding an order"))
+            goto done;
+        detail = order_detail(order_id, cents, currency);
+        sqlite3_bind_int64(o->tl_add, 1, cid);
+        sqlite3_bind_int64(o->tl_add, 2, at);
+        sqlite3_bind_text(o->tl_add, 3, detail, -1, SQLITE_STATIC);
+        if (!exec_stmt(im, o->tl_add, "adding to the timeline"))
+            goto done;
+        ord_affect(o, cid);
+        im->stats.inserted++;
+        goto done;
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(o->find);
+        db_error(im, "looking up an order");
+        goto done;
+    }
+    oid = sqlite3_column_int64(o->find, 0);
+    old_cid = sqlite3_column_int64(o->find, 1);
+    if (old_cid == cid && sqlite3_column_int64(o->find, 2) == cents &&
+        streq_null(col_text(o->find, 3), currency) &&
+        streq_null(col_text(o->find, 4), ordered_at)) {
+        sqlite3_reset(o->find);
+        im->stats.unchanged++;
+        goto done;
+    }
+    sqlite3_reset(o->find);
+    sqlite3_bind_int64(o->upd, 1, oid);
+    sqlite3_bind_int64(o->upd, 2, cid);
+    sqlite3_bind_int64(o->upd, 3, cents);
+    sqlite3_bind_text(o->upd, 4, currency, -1, SQLITE_STATIC);
+    sqlite3_bind_text(o->upd, 5, ordered_at, -1, SQLITE_STATIC);
+    if (!exec_stmt(im, o->upd, "updating an order"))
+        goto done;
+    /* The order's timeline entry follows it: it tells what was bought, by
+     * whom and when, so a corrected order corrects the entry. */
+    detail = order_detail(order_id, cents, currency);
+    sqlite3_bind_int64(o->tl_upd, 1, cid);
+    sqlite3_bind_int64(o->tl_upd, 2, at);
+    sqlite3_bind_text(o->tl_upd, 3, detail, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(o->tl_upd, 4, old_cid);
+    sqlite3_bind_text(o->tl_upd, 5, order_id, -1, SQLITE_STATIC);
+    if (!exec_stmt(im, o->tl_upd, "updating the timeline"))
+        goto done;
+    /* An order moved to another customer changes both customers' stats. */
+    if (old_cid != cid)
+        ord_affect(o, old_cid);
+    ord_affect(o, cid);
+    im->stats.updated++;
+done:
+    free(detail);
+    progress_tick(im);
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    sqlite3_int64 x = *(const sqlite3_int64 *)a, y = *(const sqlite3_int64 *)b;
+    return (x > y) - (x < y);
+}
+
+/* customer_stats for every customer whose orders changed, from the orders
+ * table itself (the same aggregation as schema migration 1 -> 2), so the
+ * stats never drift from the orders however often a file is re-imported. */
+static int
+ord_finish(struct imp *im)
+{
+    struct ord *o = im->kind;
+    sqlite3_int64 prev = 0;
+    if (o->naff > 1)
+        qsort(o->affected, o->naff, sizeof(*o->affected), cmp_i64);
+    for (size_t i = 0; i < o->naff; i++) {
+        if (i > 0 && o->affected[i] == prev)
+            continue;
+        prev = o->affected[i];
+        sqlite3_bind_int64(o->stats, 1, prev);
+        if (!exec_stmt(im, o->stats, "recomputing customer stats"))
+            return -EIO;
+    }
+    return 0;
+}
+
+int
+import_orders(struct store *st, const char *name, const char *data, size_t len,
+              struct import_stats *stats, char **errors, import_progress_fn progress, void *ud)
+{
+    struct imp im;
+    struct ord o;
+    int r = 0;
+    imp_init(&im, st, name, len, progress, ud);
+    memset(&o, 0, sizeof(o));
+    im.kind = &o;
+    im.header = ord_header;
+    im.row = ord_row;
+    if (!prepare(&im, &o.cust, "SELECT id FROM customers WHERE ext_id = ?1") ||
+        !prepare(&im, &o.find,
+                 "SELECT id, customer_id, amount_cents, currency, ordered_at FROM orders"
+                 " WHERE ext_id = ?1") ||
+        !prepare(&im, &o.ins,
+                 "INSERT INTO orders (ext_id, customer_id, amount_cents, currency, ordered_at)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5)") ||
+        !prepare(&im, &o.upd,
+                 "UPDATE orders SET customer_id = ?2, amount_cents = ?3, currency = ?4,"
+                 " ordered_at = ?5 WHERE id = ?1") ||
+        !prepare(&im, &o.tl_add,
+                 "INSERT INTO timeline (customer_id, at, kind, detail)"
+                 " VALUES (?1, ?2, 'order', ?3)") ||
+        !prepare(&im, &o.tl_upd,
+                 "UPDATE timeline SET customer_id = ?1, at = ?2, detail = ?3"
+                 " WHERE customer_id = ?4 AND kind = 'order'"
+                 " AND json_extract(detail, '$.order_id') = ?5") ||
+        !prepare(&im, &o.stats,
+                 "INSERT INTO customer_stats (customer_id, orders_count, total_cents,"
+                 " first_order_date, last_order_date)"
+                 " SELECT ?1, count(*), coalesce(sum(amount_cents), 0),"
+                 " min(substr(ordered_at, 1, 10)), max(substr(ordered_at, 1, 10))"
+                 " FROM orders WHERE customer_id = ?1"
+                 " ON CONFLICT (customer_id) DO UPDATE SET orders_count = excluded.orders_count,"
+                 " total_cents = excluded.total_cents,"
+                 " first_order_date = excluded.first_order_date,"
+                 " last_order_date = excluded.last_order_date"))
+        r = -EIO;
+    if (r == 0)
+        r = imp_run(&im, data, len, ord_finish);
+    sqlite3_finalize(o.cust);
+    sqlite3_finalize(o.find);
+    sqlite3_finalize(o.ins);
+    sqlite3_finalize(o.upd);
+    sqlite3_finalize(o.tl_add);
+    sqlite3_finalize(o.tl_upd);
+    sqlite3_finalize(o.stats);
+    idset_free(&o.ids);
+    for (size_t i = 0; o.names && i < o.ncols; i++)
+        free(o.names[i]);
+    free(o.names);
+    free(o.affected);
+    imp_done(&im, stats, errors);
+    return r;
+}

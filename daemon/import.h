@@ -1,0 +1,85 @@
+/*
+ * import.h: CSV import of customers and orders into the store.
+ *
+ * Both imports are idempotent upserts keyed on the business's own ids
+ * (customers.ext_id, orders.ext_id), run in ONE transaction: either every row
+ * of a file is applied or, when any row is bad, nothing is. Importing the same
+ * file twice leaves the database byte for byte as it was after the first time:
+ * a row whose values did not change is not written at all, so its updated_at
+ * stays put and the wall clock never leaks into a no-op re-import.
+ *
+ * Customers CSV (header row required, names trimmed and lower-cased):
+ *   id            required, the business's id; unique within the file
+ *   name, first_name, tier, owner
+ *                 text; an empty cell stores NULL
+ *   email         trimmed, domain part lower-cased; must look like local@domain.tld
+ *   phone         digits with an optional leading '+'; spaces, dashes, dots and
+ *                 parentheses are dropped; letters are an error
+ *   birthday      YYYY-MM-DD or --MM-DD (no year); impossible dates are errors
+ *   tz            an IANA zone name; empty = the configured default (NULL)
+ *   tags          ';'-separated; replaces the customer's whole tag set
+ *   consent_CHANNEL  yes/no/true/false/1/0/y/n; empty leaves the consent alone
+ *   created_at    YYYY-MM-DD or RFC 3339; empty keeps the stored value (a new
+ *                 customer gets the import time)
+ *   anything else a custom attribute in customers.attrs (a JSON object) and
+ *                 attribute_keys; canonical integers and decimals are stored as
+ *                 JSON numbers so audiences can compare them, the rest as
+ *                 strings; an empty cell removes the attribute.
+ * A column that is absent from the file leaves that field of existing
+ * customers untouched, so a file with just "id,tier" re-tiers customers.
+ *
+ * Orders CSV: customer_id (must already exist), order_id (unique within the
+ * file; re-importing an order updates it), amount (decimal, at most two
+ * fractional digits, negative for refunds), currency (3 letters, upper-cased,
+ * default empty), ordered_at (YYYY-MM-DD or RFC 3339). customer_stats is
+ * recomputed for every customer whose orders changed and each new order adds
+ * a timeline row (kind 'order', at = the order's instant), all in the same
+ * transaction.
+ *
+ * Messages: one per line, "NAME:LINE: what is wrong (how to fix)" for errors
+ * and "NAME:LINE: warning: ..." for warnings, LINE being the physical line on
+ * which the record starts (a quoted field may span lines). At most 100 are
+ * listed, then "NAME: ... and N more".
+ */
+#ifndef NUDGE_IMPORT_H
+#define NUDGE_IMPORT_H
+
+#include <stddef.h>
+
+#include "store.h"
+#include "util.h"
+
+struct import_stats {
+    long rows;      /* data records read (the header and blank lines not counted) */
+    long inserted;  /* new customers / orders (0 when the import was rolled back) */
+    long updated;   /* existing ones that changed */
+    long unchanged; /* existing ones identical to the file: nothing written */
+    long warnings;
+};
+
+/* Called every 1000 rows and once at the end, from the importing thread. */
+typedef void (*import_progress_fn)(void *ud, long rows_done, size_t bytes_done, size_t bytes_total);
+
+/*
+ * Parses data[0..len) (a whole CSV file; a UTF-8 BOM is skipped) and upserts
+ * it in one transaction. name is the file name used in messages. stats,
+ * errors and progress may be NULL. *errors receives a malloc'd string of
+ * messages, or NULL when there is nothing to say.
+ * Returns 0 (warnings allowed), -EINVAL when any row or the header was bad
+ * (nothing written), or -EIO when the database failed (nothing written).
+ */
+int import_customers(struct store *st, const char *name, const char *data, size_t len,
+                     struct import_stats *stats, char **errors, import_progress_fn progress,
+                     void *ud);
+int import_orders(struct store *st, const char *name, const char *data, size_t len,
+                  struct import_stats *stats, char **errors, import_progress_fn progress, void *ud);
+
+/*
+ * The clock used for updated_at, consents.updated_at and a new customer's
+ * default created_at. Defaults to the wall clock; the daemon points it at its
+ * injectable clock (--now, frozen) and tests at a fixed instant. NULL restores
+ * the wall clock.
+ */
+void import_set_clock(ntime_t (*now)(void *ud), void *ud);
+
+#endif

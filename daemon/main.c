@@ -1,0 +1,441 @@
+/*
+ * main.c: nudged's arguments, start-up, the clock, the scheduler tick,
+ * reloads (SIGHUP) and a clean stop (SIGTERM: stop taking new work, let
+ * running batches finish or hand their rows back, exit 0).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "calendar.h"
+#include "daemon.h"
+#include "log.h"
+#include "render.h"
+#include "ynode.h"
+
+static const char usage[] =
+    "Usage: nudged -c nudge.yaml [options]\n"
+    "\n"
+    "Evaluates marketing and customer-care rules against the customer store and\n"
+    "delivers email, SMS, webhooks and callback tasks.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE   configuration file (default /etc/nudge/nudge.yaml)\n"
+    "      --check         validate the configuration and rules, then exit\n"
+    "      --now TIME      start the clock at TIME (RFC 3339, e.g. 2027-02-03T10:00:00+08:00)\n"
+    "      --frozen        keep the clock still; only `nudgectl advance` moves it\n"
+    "  -v, --verbose       log debug messages\n"
+    "  -h, --help          show this help\n"
+    "  -V, --version       show the version\n";
+
+ntime_t
+daemon_now(const struct daemon *d)
+{
+    if (d->frozen)
+        return d->frozen_now;
+    return (ntime_t)time(NULL) + d->offset;
+}
+
+/* ---- evaluation ---------------------------------------------------------- */
+
+static void
+eval_work(uv_work_t *w)
+{
+    struct daemon *d = w->data;
+    memset(&d->eval_stats, 0, sizeof(d->eval_stats));
+    /* catch_up limits only the first cycle: the time the daemon was down. */
+    d->eval_rc = evaluate_due(&(struct evaluator){d->eval_st, d->cfg, {d->hs, d->cfg->feb29_mar1}},
+                              d->eval_rs, d->eval_to, d->cycles ? INT64_MAX : d->cfg->catch_up,
+                              &d->eval_stats);
+}
+
+static void
+eval_after(uv_work_t *w, int status)
+{
+    struct daemon *d = w->data;
+    (void)status;
+    d->eval_busy = false;
+    ruleset_unref(d->eval_rs);
+    d->eval_rs = NULL;
+    if (d->eval_rc == 0)
+        d->last_tick = d->eval_to;
+    d->cycles++;
+    d->totals.fires += d->eval_stats.fires;
+    d->totals.enqueued += d->eval_stats.enqueued;
+    d->totals.skipped_late += d->eval_stats.skipped_late;
+    if (d->eval_stats.enqueued)
+        log_info("nudged", "%ld fire(s), %ld deliveries enqueued", d->eval_stats.fires,
+                 d->eval_stats.enqueued);
+    if (d->eval_again && !atomic_load(&d->stopping)) {
+        d->eval_again = false;
+        daemon_cycle(d);
+        return;
+    }
+    dispatch_kick(d);
+}
+
+void
+daemon_cycle(struct daemon *d)
+{
+    if (atomic_load(&d->stopping) || !d->rs)
+        return;
+    if (d->eval_busy) {
+        d->eval_again = true;
+        return;
+    }
+    d->eval_busy = true;
+    d->eval_to = daemon_now(d);
+    d->eval_rs = ruleset_ref(d->rs);
+    d->eval_work.data = d;
+    uv_queue_work(d->loop, &d->eval_work, eval_work, eval_after);
+}
+
+void
+daemon_when_settled(struct daemon *d, void (*done)(struct daemon *, void *), void *ud)
+{
+    struct waiter *w = xcalloc(1, sizeof(*w));
+    w->done = done;
+    w->ud = ud;
+    w->next = d->waiters;
+    d->waiters = w;
+    dispatch_kick(d); /* reports at once when already idle */
+}
+
+/* The next tick boundary, so fires land on whole minutes. */
+static uint64_t
+ms_to_next_tick(const struct daemon *d)
+{
+    struct timespec ts;
+    int64_t tick_ms = d->cfg->dispatch.tick * 1000, now_ms;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now_ms = ((int64_t)ts.tv_sec + d->offset) * 1000 + ts.tv_nsec / 1000000;
+    return (uint64_t)(tick_ms - now_ms % tick_ms);
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    daemon_cycle(d);
+    uv_timer_start(&d->tick_timer, on_tick, ms_to_next_tick(d), 0);
+}
+
+static void
+on_dispatch_timer(uv_timer_t *t)
+{
+    /* Retries come due between ticks. */
+    dispatch_kick(t->data);
+}
+
+static void
+on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* ---- reload -------------------------------------------------------------- */
+
+static json_t *
+names_of(const struct ruleset *rs)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; rs && i < rs->n; i++)
+        json_array_append_new(a, json_string(rs->rules[i]->name));
+    return a;
+}
+
+json_t *
+daemon_reload(struct daemon *d)
+{
+    struct ruleset *nrs = NULL;
+    char *errors = NULL;
+    char **attrs = NULL;
+    json_t *rep = json_object(), *added = json_array(), *removed = json_array(),
+           *changed = json_array();
+    struct rules_env env;
+    sd_notify(0, "RELOADING=1");
+    store_attribute_keys(d->st, &attrs);
+    env.holidays = d->hs;
+    env.known_attrs = (const char *const *)attrs;
+    if (ruleset_load(d->cfg->rules_dir, &env, &nrs, &errors) < 0) {
+        log_err("nudged", "reload failed; the running rules stay in place:\n%s", errors);
+        json_object_set_new(rep, "ok", json_false());
+        json_object_set_new(rep, "error", json_string(errors));
+        json_object_set_new(rep, "version", json_integer((json_int_t)(d->rs ? d->rs->version : 0)));
+        free(errors);
+        strv_free(attrs);
+        json_decref(added);
+        json_decref(removed);
+        json_decref(changed);
+        sd_notify(0, "READY=1");
+        return rep;
+    }
+    for (size_t i = 0; i < nrs->n; i++) {
+        const struct rule *old = d->rs ? ruleset_find(d->rs, nrs->rules[i]->name) : NULL;
+        if (!old)
+            json_array_append_new(added, json_string(nrs->rules[i]->name));
+        else if (strcmp(old->digest, nrs->rules[i]->digest))
+            json_array_append_new(changed, json_string(nrs->rules[i]->name));
+    }
+    for (size_t i = 0; d->rs && i < d->rs->n; i++)
+        if (!ruleset_find(nrs, d->rs->rules[i]->name))
+            json_array_append_new(removed, json_string(d->rs->rules[i]->name));
+    ruleset_unref(d->rs);
+    d->rs = nrs;
+    strv_free(d->attrs);
+    d->attrs = attrs;
+    log_notice("nudged", "rules loaded from %s: %zu rule(s), version %llu (%zu added, %zu "
+                         "removed, %zu changed)",
+               nrs->dir, nrs->n, (unsigned long long)nrs->version, json_array_size(added),
+               json_array_size(removed), json_array_size(changed));
+    json_object_set_new(rep, "ok", json_true());
+    json_object_set_new(rep, "version", json_integer((json_int_t)nrs->version));
+    json_object_set_new(rep, "rules", names_of(nrs));
+    json_object_set_new(rep, "added", added);
+    json_object_set_new(rep, "removed", removed);
+    json_object_set_new(rep, "changed", changed);
+    sd_notify(0, "READY=1");
+    return rep;
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+static void
+on_hup(uv_signal_t *s, int sig)
+{
+    (void)sig;
+    json_decref(daemon_reload(s->data));
+}
+
+static void
+on_term(uv_signal_t *s, int sig)
+{
+    struct daemon *d = s->data;
+    if (atomic_load(&d->stopping))
+        return;
+    log_notice("nudged", "signal %d: stopping; %d batch(es) still running", sig, d->jobs);
+    sd_notify(0, "STOPPING=1");
+    atomic_store(&d->stopping, true);
+    uv_timer_stop(&d->tick_timer);
+    uv_timer_stop(&d->dispatch_timer);
+    admin_close(d);
+    if (d->jobs == 0 && !d->eval_busy)
+        uv_stop(d->loop);
+}
+
+/* ---- start-up ------------------------------------------------------------ */
+
+static int
+check_only(const char *path)
+{
+    struct config *cfg = NULL;
+    struct nerr err;
+    struct holiday_set *hs = NULL;
+    struct ruleset *rs = NULL;
+    struct rules_env env = {NULL, NULL};
+    char *errors = NULL, buf[4096];
+    int rc = 1;
+    nerr_clear(&err);
+    if (config_load(path, &cfg, &err) < 0) {
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
+        return 1;
+    }
+    if (holiday_set_load_dir(cfg->calendars_dir, &hs, &err) < 0) {
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
+        goto out;
+    }
+    for (const char *const *n = (const char *const[]){"email", "sms", "webhook", "task", NULL};
+         *n; n++) {
+        json_t *ch = json_object_get(cfg->channels, *n);
+        const char *t = json_string_value(json_object_get(ch, "transport"));
+        if (ch && (!t || !channel_backend_find(t))) {
+            fprintf(stderr, "%s: error: unknown transport '%s' for channel %s\n", path,
+                    t ? t : "", *n);
+            goto out;
+        }
+    }
+    env.holidays = hs;
+    if (ruleset_load(cfg->rules_dir, &env, &rs, &errors) < 0) {
+        fputs(errors, stderr);
+        goto out;
+    }
+    printf("configuration OK (%zu rule%s in %s)\n", rs->n, rs->n == 1 ? "" : "s", cfg->rules_dir);
+    rc = 0;
+out:
+    free(errors);
+    ruleset_unref(rs);
+    holiday_set_free(hs);
+    config_free(cfg);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'C'},
+        {"now", required_argument, NULL, 'n'},    {"frozen", no_argument, NULL, 'f'},
+        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+    const char *cfgpath = NUDGE_SYSCONFDIR "/nudge.yaml";
+    bool check = false, frozen = false, verbose = false;
+    ntime_t start = 0;
+    bool have_now = false;
+    struct daemon d;
+    struct nerr err;
+    char buf[4096];
+    int c;
+    uint64_t wd_usec = 0;
+    json_t *rep;
+
+    while ((c = getopt_long(argc, argv, "c:vhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            cfgpath = optarg;
+            break;
+        case 'C':
+            check = true;
+            break;
+        case 'n':
+            if (time_parse_iso(optarg, &start) < 0) {
+                fprintf(stderr, "nudged: --now '%s' is not a time; write it as RFC 3339, e.g. "
+                                "2027-02-03T10:00:00+08:00\n",
+                        optarg);
+                return 2;
+            }
+            have_now = true;
+            break;
+        case 'f':
+            frozen = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case 'V':
+            printf("nudged %s\n", NUDGE_VERSION);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "nudged: unexpected argument '%s'\n%s", argv[optind], usage);
+        return 2;
+    }
+    if (check)
+        return check_only(cfgpath);
+    if (frozen && !have_now) {
+        fprintf(stderr, "nudged: --frozen needs --now TIME to say where the clock stands\n");
+        return 2;
+    }
+
+    memset(&d, 0, sizeof(d));
+    nerr_clear(&err);
+    signal(SIGPIPE, SIG_IGN);
+    if (config_load(cfgpath, &d.cfg, &err) < 0) {
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
+        return 1;
+    }
+    log_set_level(verbose ? LOG_LVL_DEBUG : d.cfg->log_level);
+    d.frozen = frozen;
+    d.frozen_now = start;
+    if (have_now && !frozen)
+        d.offset = start - (ntime_t)time(NULL);
+    d.started = (ntime_t)time(NULL);
+    d.loop = uv_default_loop();
+    if (store_open(d.cfg->database, &d.st, &err) < 0 ||
+        store_open(d.cfg->database, &d.eval_st, &err) < 0 ||
+        holiday_set_load_dir(d.cfg->calendars_dir, &d.hs, &err) < 0) {
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
+        return 1;
+    }
+    evaluator_register_functions(d.st->db);
+    evaluator_register_functions(d.eval_st->db);
+    if (render_secret(d.st, &d.secret) < 0) {
+        fprintf(stderr, "nudged: cannot create the installation secret in %s\n", d.cfg->database);
+        return 1;
+    }
+    rep = daemon_reload(&d);
+    if (!json_is_true(json_object_get(rep, "ok"))) {
+        json_decref(rep);
+        fprintf(stderr, "nudged: the rules have errors (above); fix them and start again\n");
+        return 1;
+    }
+    json_decref(rep);
+    if (dispatch_open(&d, &err) < 0 || admin_listen(&d, &err) < 0) {
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
+        return 1;
+    }
+
+    uv_timer_init(d.loop, &d.tick_timer);
+    uv_timer_init(d.loop, &d.dispatch_timer);
+    uv_timer_init(d.loop, &d.watchdog_timer);
+    d.tick_timer.data = d.dispatch_timer.data = d.watchdog_timer.data = &d;
+    uv_signal_init(d.loop, &d.sig_hup);
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    d.sig_hup.data = d.sig_term.data = d.sig_int.data = &d;
+    uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
+    uv_signal_start(&d.sig_term, on_term, SIGTERM);
+    uv_signal_start(&d.sig_int, on_term, SIGINT);
+    if (!d.frozen) {
+        uv_timer_start(&d.tick_timer, on_tick, ms_to_next_tick(&d), 0);
+        uv_timer_start(&d.dispatch_timer, on_dispatch_timer, 5000, 5000);
+    }
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
+        uv_timer_start(&d.watchdog_timer, on_watchdog, wd_usec / 2000, wd_usec / 2000);
+
+    {
+        char t[32];
+        time_format_iso(daemon_now(&d), t, sizeof(t));
+        log_notice("nudged", "started: %zu rule(s), clock %s%s, admin socket %s", d.rs->n, t,
+                   d.frozen ? " (frozen)" : "", d.cfg->admin_socket);
+    }
+    sd_notifyf(0, "READY=1\nSTATUS=%zu rules loaded", d.rs->n);
+    /* Catch up with whatever fell due while we were down. */
+    daemon_cycle(&d);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+
+    /* Stopping: running batches have finished or released their rows. */
+    uv_close((uv_handle_t *)&d.tick_timer, NULL);
+    uv_close((uv_handle_t *)&d.dispatch_timer, NULL);
+    uv_close((uv_handle_t *)&d.watchdog_timer, NULL);
+    uv_close((uv_handle_t *)&d.sig_hup, NULL);
+    uv_close((uv_handle_t *)&d.sig_term, NULL);
+    uv_close((uv_handle_t *)&d.sig_int, NULL);
+    admin_close(&d);
+    while (uv_run(d.loop, UV_RUN_NOWAIT))
+        ;
+    dispatch_close(&d);
+    ruleset_unref(d.rs);
+    strv_free(d.attrs);
+    holiday_set_free(d.hs);
+    store_close(d.eval_st);
+    store_close(d.st);
+    free(d.secret);
+    while (d.waiters) {
+        struct waiter *w = d.waiters;
+        d.waiters = w->next;
+        free(w);
+    }
+    uv_loop_close(d.loop);
+    log_notice("nudged", "stopped");
+    config_free(d.cfg);
+    return d.exit_code;
+}

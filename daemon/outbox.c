@@ -1,0 +1,281 @@
+/*
+ * outbox.c: claims, results, retries and dead letters on the deliveries
+ * table. Every transition is one UPDATE guarded by the state it expects, so
+ * two dispatchers (or a restarted one) can never both finish a row.
+ */
+#include "outbox.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void
+delivery_clear(struct delivery *d)
+{
+    free(d->rule);
+    free(d->occurrence);
+    free(d->channel);
+    memset(d, 0, sizeof(*d));
+}
+
+static char *
+col_str(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return xstrdup(t ? (const char *)t : "");
+}
+
+int
+outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, size_t max,
+             struct delivery **out, size_t *n)
+{
+    static const char sql[] =
+        "UPDATE deliveries SET state = 'sending', lease_until = ?1, attempts = attempts + 1"
+        " WHERE id IN (SELECT id FROM deliveries WHERE channel = ?2 AND ("
+        "   (state IN ('pending', 'retry') AND next_attempt_at <= ?3)"
+        "   OR (state = 'sending' AND lease_until <= ?3))"
+        "  ORDER BY next_attempt_at, id LIMIT ?4)"
+        " RETURNING id, rule, customer_id, occurrence, action, channel, attempts, due_at,"
+        " created_at";
+    sqlite3_stmt *s;
+    struct delivery *d = NULL;
+    size_t k = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        log_err("outbox", "claim: %s", sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    sqlite3_bind_int64(s, 1, now + lease);
+    sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now);
+    sqlite3_bind_int64(s, 4, (int64_t)max);
+    d = xcalloc(max ? max : 1, sizeof(*d));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && k < max) {
+        d[k].id = sqlite3_column_int64(s, 0);
+        d[k].rule = col_str(s, 1);
+        d[k].customer_id = sqlite3_column_int64(s, 2);
+        d[k].occurrence = col_str(s, 3);
+        d[k].action = sqlite3_column_int(s, 4);
+        d[k].channel = col_str(s, 5);
+        d[k].attempts = sqlite3_column_int(s, 6);
+        d[k].due_at = sqlite3_column_int64(s, 7);
+        d[k].created_at = sqlite3_column_int64(s, 8);
+        k++;
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        log_err("outbox", "claim: %s", sqlite3_errmsg(st->db));
+        sqlite3_finalize(s);
+        for (size_t i = 0; i < k; i++)
+            delivery_clear(&d[i]);
+        free(d);
+        return -EIO;
+    }
+    sqlite3_finalize(s);
+    *out = d;
+    *n = k;
+    return 0;
+}
+
+int64_t
+outbox_backoff(int attempts, int retry_after)
+{
+    int64_t base = 60;
+    uint32_t r = 0;
+    for (int i = 1; i < attempts && base < 6 * 3600; i++)
+        base *= 2;
+    if (base > 6 * 3600)
+        base = 6 * 3600;
+    /* Jitter spreads retries from one outage so they do not all return at once. */
+    RAND_bytes((unsigned char *)&r, sizeof(r));
+    base = base * 8 / 10 + (int64_t)(r % (uint32_t)(base * 4 / 10 + 1));
+    if (retry_after > base)
+        base = retry_after;
+    return base;
+}
+
+static int
+step_done(struct store *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        log_err("outbox", "%s: %s", what, sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    return 0;
+}
+
+int
+outbox_record(struct store *st, const struct delivery *d, const struct send_result *res,
+              ntime_t now, int64_t lifetime)
+{
+    sqlite3_stmt *s;
+    if (res->status == SEND_OK) {
+        if (sqlite3_prepare_v2(st->db,
+                               "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until ="
+                               " NULL, last_error = NULL WHERE id = ? AND state = 'sending'",
+                               -1, &s, NULL) != SQLITE_OK)
+            return -EIO;
+        sqlite3_bind_int64(s, 1, now);
+        sqlite3_bind_int64(s, 2, d->id);
+        return step_done(st, s, "record sent");
+    }
+    int64_t next = now + outbox_backoff(d->attempts, res->retry_after);
+    const char *state = "retry";
+    char why[400];
+    snprintf(why, sizeof(why), "%s", res->error[0] ? res->error : "failed");
+    if (res->status == SEND_PERMANENT) {
+        state = "dead";
+    } else if (next > d->created_at + lifetime) {
+        state = "dead";
+        snprintf(why, sizeof(why), "gave up after %d attempts over the %llds lifetime: %s",
+                 d->attempts, (long long)lifetime, res->error[0] ? res->error : "failed");
+    }
+    if (sqlite3_prepare_v2(st->db,
+                           "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until ="
+                           " NULL, last_error = ? WHERE id = ? AND state = 'sending'",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, next);
+    sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, d->id);
+    return step_done(st, s, "record failure");
+}
+
+int
+outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL,"
+                           " sent_at = NULL, next_attempt_at = ? WHERE id = ? AND state = 'sending'",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, reason, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, now);
+    sqlite3_bind_int64(s, 4, id);
+    return step_done(st, s, "finish");
+}
+
+int
+outbox_release(struct store *st, int64_t id)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
+                           " ELSE 'pending' END, attempts = attempts - 1, lease_until = NULL"
+                           " WHERE id = ? AND state = 'sending'",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, id);
+    return step_done(st, s, "release");
+}
+
+json_t *
+outbox_counts(struct store *st)
+{
+    static const char *const states[] = {"pending", "sending", "retry",   "sent",
+                                         "dead",    "suppressed", "skipped", NULL};
+    json_t *o = json_object();
+    sqlite3_stmt *s;
+    for (int i = 0; states[i]; i++)
+        json_object_set_new(o, states[i], json_integer(0));
+    if (sqlite3_prepare_v2(st->db, "SELECT state, count(*) FROM deliveries GROUP BY state", -1, &s,
+                           NULL) != SQLITE_OK)
+        return o;
+    while (sqlite3_step(s) == SQLITE_ROW)
+        json_object_set_new(o, (const char *)sqlite3_column_text(s, 0),
+                            json_integer(sqlite3_column_int64(s, 1)));
+    sqlite3_finalize(s);
+    return o;
+}
+
+json_t *
+outbox_list(struct store *st, const char *state, size_t limit)
+{
+    json_t *a = json_array();
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT d.id, d.rule, c.ext_id, d.occurrence, d.channel, d.state,"
+                           " d.attempts, d.due_at, d.next_attempt_at, d.sent_at, d.last_error"
+                           " FROM deliveries d LEFT JOIN customers c ON c.id = d.customer_id"
+                           " WHERE ?1 IS NULL OR d.state = ?1 ORDER BY d.id LIMIT ?2",
+                           -1, &s, NULL) != SQLITE_OK)
+        return a;
+    if (state)
+        sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)limit);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        json_t *r = json_object();
+        char t[32];
+        json_object_set_new(r, "id", json_integer(sqlite3_column_int64(s, 0)));
+        json_object_set_new(r, "rule", json_string((const char *)sqlite3_column_text(s, 1)));
+        json_object_set_new(r, "customer",
+                            sqlite3_column_type(s, 2) == SQLITE_NULL
+                                ? json_null()
+                                : json_string((const char *)sqlite3_column_text(s, 2)));
+        json_object_set_new(r, "occurrence",
+                            json_string((const char *)sqlite3_column_text(s, 3)));
+        json_object_set_new(r, "channel", json_string((const char *)sqlite3_column_text(s, 4)));
+        json_object_set_new(r, "state", json_string((const char *)sqlite3_column_text(s, 5)));
+        json_object_set_new(r, "attempts", json_integer(sqlite3_column_int(s, 6)));
+        time_format_iso(sqlite3_column_int64(s, 7), t, sizeof(t));
+        json_object_set_new(r, "due_at", json_string(t));
+        time_format_iso(sqlite3_column_int64(s, 8), t, sizeof(t));
+        json_object_set_new(r, "next_attempt_at", json_string(t));
+        if (sqlite3_column_type(s, 9) != SQLITE_NULL) {
+            time_format_iso(sqlite3_column_int64(s, 9), t, sizeof(t));
+            json_object_set_new(r, "sent_at", json_string(t));
+        }
+        if (sqlite3_column_type(s, 10) != SQLITE_NULL)
+            json_object_set_new(r, "last_error",
+                                json_string((const char *)sqlite3_column_text(s, 10)));
+        json_array_append_new(a, r);
+    }
+    sqlite3_finalize(s);
+    return a;
+}
+
+int
+outbox_retry(struct store *st, int64_t id, ntime_t now)
+{
+    sqlite3_stmt *s;
+    int rc;
+    /* A manual retry gets a fresh lifetime: created_at moves to now. */
+    if (sqlite3_prepare_v2(st->db,
+                           "UPDATE deliveries SET state = 'retry', next_attempt_at = ?1,"
+                           " created_at = ?1, attempts = 0"
+                           " WHERE (?2 < 0 AND state = 'dead') OR (id = ?2 AND state IN"
+                           " ('dead', 'retry'))",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int64(s, 2, id);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    return sqlite3_changes(st->db);
+}
+
+int
+outbox_unsettled(struct store *st, ntime_t now, int64_t *count)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT count(*) FROM deliveries WHERE state = 'sending' OR (state IN"
+                           " ('pending', 'retry') AND next_attempt_at <= ?)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, now);
+    *count = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * outbox.h: the deliveries table as a queue with leases.
+ *
+ * A delivery moves pending -> sending (claimed with a lease) -> sent, or
+ * retry (exponential backoff with jitter) until its lifetime runs out, then
+ * dead with its last error. suppressed and skipped are final states for
+ * messages policy or data kept from being sent. A claim whose process died
+ * is taken again once its lease has expired, so nothing accepted is lost.
+ */
+#ifndef NUDGE_OUTBOX_H
+#define NUDGE_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nudge/channel.h>
+
+#include "store.h"
+
+struct delivery {
+    int64_t id;
+    char *rule;
+    int64_t customer_id;
+    char *occurrence;
+    int action;
+    char *channel;
+    int attempts; /* including the current one */
+    ntime_t due_at;
+    ntime_t created_at;
+};
+
+void delivery_clear(struct delivery *d);
+
+/* Claims up to max due rows of channel (pending, retry, or sending with an
+ * expired lease); *out is malloc'd. */
+int outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, size_t max,
+                 struct delivery **out, size_t *n);
+
+/* Records the result of one attempt. lifetime bounds retries. */
+int outbox_record(struct store *st, const struct delivery *d, const struct send_result *res,
+                  ntime_t now, int64_t lifetime);
+/* Final states that are not send results. state: "suppressed" or "skipped". */
+int outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now);
+/* Hands a claimed row back untouched (shutdown). */
+int outbox_release(struct store *st, int64_t id);
+
+/* The delay before attempt n+1 after n failures: 1 min doubling to 6 h, +-20 % jitter. */
+int64_t outbox_backoff(int attempts, int retry_after);
+
+/* Admin: counts by state as a JSON object; a listing; retries. */
+json_t *outbox_counts(struct store *st);
+json_t *outbox_list(struct store *st, const char *state, size_t limit);
+/* Makes a dead (or retrying) delivery due now; id < 0: every dead one. Returns how many. */
+int outbox_retry(struct store *st, int64_t id, ntime_t now);
+/* Rows still to be settled at or before `now` (pending/retry due, sending). */
+int outbox_unsettled(struct store *st, ntime_t now, int64_t *count);
+
+#endif

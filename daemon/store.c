@@ -1,0 +1,320 @@
+/*
+ * store.c: the SQLite customer store: opening, WAL and pragmas, the schema and
+ * its migrations (PRAGMA user_version), transactions and small key/value
+ * tables. Import lives in import.c, the outbox in outbox.c; both use the
+ * schema defined here.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/*
+ * Each migration moves the schema from version i to i + 1. They only ever
+ * append: a released step is never edited, so every database in the field
+ * walks the same path.
+ */
+static const char *const migrations[] = {
+    /* 0 -> 1: the first schema. */
+    "CREATE TABLE customers ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ext_id TEXT NOT NULL UNIQUE,"
+    "  name TEXT, first_name TEXT, email TEXT, phone TEXT,"
+    "  birthday TEXT, tz TEXT, tier TEXT, owner TEXT,"
+    "  created_at TEXT, updated_at TEXT,"
+    "  attrs TEXT NOT NULL DEFAULT '{}');"
+    "CREATE TABLE customer_tags ("
+    "  customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,"
+    "  tag TEXT NOT NULL, PRIMARY KEY (customer_id, tag)) WITHOUT ROWID;"
+    "CREATE TABLE consents ("
+    "  customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,"
+    "  channel TEXT NOT NULL, granted INTEGER NOT NULL,"
+    "  updated_at TEXT, source TEXT,"
+    "  PRIMARY KEY (customer_id, channel)) WITHOUT ROWID;"
+    "CREATE TABLE orders ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ext_id TEXT NOT NULL UNIQUE,"
+    "  customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,"
+    "  amount_cents INTEGER NOT NULL, currency TEXT, ordered_at TEXT NOT NULL);"
+    "CREATE INDEX orders_customer ON orders(customer_id, ordered_at);"
+    "CREATE TABLE deliveries ("
+    "  id INTEGER PRIMARY KEY,"
+    "  rule TEXT NOT NULL,"
+    "  customer_id INTEGER NOT NULL,"
+    "  occurrence TEXT NOT NULL,"
+    "  action INTEGER NOT NULL DEFAULT 0,"
+    "  channel TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending',"
+    "  due_at INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL,"
+    "  lease_until INTEGER,"
+    "  last_error TEXT,"
+    "  sent_at INTEGER,"
+    "  UNIQUE (rule, customer_id, occurrence, action));"
+    "CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);"
+    "CREATE TABLE rule_runs (rule TEXT PRIMARY KEY, evaluated_to INTEGER NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);",
+
+    /* 1 -> 2: order aggregates for audiences, custom attribute names,
+     * suppressions, the customer timeline and callback tasks. */
+    "CREATE TABLE customer_stats ("
+    "  customer_id INTEGER PRIMARY KEY REFERENCES customers(id) ON DELETE CASCADE,"
+    "  orders_count INTEGER NOT NULL DEFAULT 0,"
+    "  total_cents INTEGER NOT NULL DEFAULT 0,"
+    "  first_order_date TEXT, last_order_date TEXT);"
+    "INSERT INTO customer_stats (customer_id, orders_count, total_cents,"
+    "  first_order_date, last_order_date)"
+    "  SELECT customer_id, count(*), sum(amount_cents), min(substr(ordered_at, 1, 10)),"
+    "  max(substr(ordered_at, 1, 10)) FROM orders GROUP BY customer_id;"
+    "CREATE TABLE attribute_keys (key TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE suppressions ("
+    "  channel TEXT NOT NULL, address TEXT NOT NULL, reason TEXT,"
+    "  created_at INTEGER NOT NULL, PRIMARY KEY (channel, address)) WITHOUT ROWID;"
+    "CREATE TABLE timeline ("
+    "  id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, at INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL, detail TEXT);"
+    "CREATE INDEX timeline_customer ON timeline(customer_id, at);"
+    "CREATE TABLE tasks ("
+    "  id INTEGER PRIMARY KEY,"
+    "  delivery_id INTEGER UNIQUE,"
+    "  customer_id INTEGER NOT NULL,"
+    "  rule TEXT, kind TEXT NOT NULL, assignee TEXT, note TEXT,"
+    "  due_at INTEGER, created_at INTEGER NOT NULL,"
+    "  done_at INTEGER, outcome TEXT);"
+    "CREATE INDEX tasks_assignee ON tasks(assignee, done_at, due_at);"
+    "CREATE INDEX customers_birthday ON customers(substr(birthday, -5));",
+
+    /* 2 -> 3: membership for `entered` triggers, so that leaving a condition
+     * and entering it again fires again. */
+    "CREATE TABLE rule_members ("
+    "  rule TEXT NOT NULL, customer_id INTEGER NOT NULL, since TEXT NOT NULL,"
+    "  PRIMARY KEY (rule, customer_id)) WITHOUT ROWID;"
+    "CREATE INDEX deliveries_customer ON deliveries(customer_id, sent_at);",
+};
+
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+_Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
+
+int
+store_exec(struct store *st, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        log_err("store", "%s: %s", st->path, msg ? msg : "unknown error");
+        sqlite3_free(msg);
+        return -EIO;
+    }
+    return 0;
+}
+
+int
+store_begin(struct store *st)
+{
+    return store_exec(st, "BEGIN IMMEDIATE");
+}
+
+int
+store_commit(struct store *st)
+{
+    return store_exec(st, "COMMIT");
+}
+
+int
+store_rollback(struct store *st)
+{
+    return store_exec(st, "ROLLBACK");
+}
+
+int
+store_schema_version(struct store *st)
+{
+    sqlite3_stmt *s;
+    int v = -EIO;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+int
+store_migrate_to(struct store *st, int target, struct nerr *err)
+{
+    int v = store_schema_version(st);
+    if (v < 0)
+        return nerr_set(err, st->path, 0, 0, "cannot read the schema version");
+    if (v > (int)N_MIGRATIONS) {
+        nerr_set(err, st->path, 0, 0,
+                 "database schema version %d is newer than this nudged knows (%d)", v,
+                 (int)N_MIGRATIONS);
+        nerr_hint(err, "run a newer nudged, or restore a backup made by this version");
+        return -EINVAL;
+    }
+    while (v < target) {
+        char *msg = NULL;
+        char *sql = xasprintf("BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
+                              migrations[v], v + 1);
+        int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+        free(sql);
+        if (rc != SQLITE_OK) {
+            nerr_set(err, st->path, 0, 0, "migrating schema %d -> %d failed: %s", v, v + 1,
+                     msg ? msg : "?");
+            sqlite3_free(msg);
+            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            return -EIO;
+        }
+        log_info("store", "migrated %s to schema %d", st->path, v + 1);
+        v++;
+    }
+    return 0;
+}
+
+int
+store_migrate(struct store *st, struct nerr *err)
+{
+    return store_migrate_to(st, STORE_SCHEMA_VERSION, err);
+}
+
+int
+store_open_version(const char *path, int version, struct store **out, struct nerr *err)
+{
+    struct store *st = xcalloc(1, sizeof(*st));
+    int rc;
+    st->path = xstrdup(path);
+    rc = sqlite3_open_v2(path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        nerr_set(err, path, 0, 0, "cannot open database: %s",
+                 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        nerr_hint(err, "check that the directory exists and is writable by nudged");
+        store_close(st);
+        return -EIO;
+    }
+    /* Writers from several threads wait for each other instead of failing. */
+    sqlite3_busy_timeout(st->db, 10000);
+    if (store_exec(st, "PRAGMA journal_mode = WAL") < 0 ||
+        store_exec(st, "PRAGMA synchronous = NORMAL") < 0 ||
+        store_exec(st, "PRAGMA foreign_keys = ON") < 0) {
+        nerr_set(err, path, 0, 0, "cannot configure database: %s", sqlite3_errmsg(st->db));
+        store_close(st);
+        return -EIO;
+    }
+    if (store_migrate_to(st, version, err) < 0) {
+        store_close(st);
+        return -EIO;
+    }
+    *out = st;
+    return 0;
+}
+
+int
+store_open(const char *path, struct store **out, struct nerr *err)
+{
+    return store_open_version(path, STORE_SCHEMA_VERSION, out, err);
+}
+
+void
+store_close(struct store *st)
+{
+    if (!st)
+        return;
+    sqlite3_close_v2(st->db);
+    free(st->path);
+    free(st);
+}
+
+int
+store_rule_progress_get(struct store *st, const char *rule, ntime_t *out)
+{
+    sqlite3_stmt *s;
+    int r = -ENOENT;
+    if (sqlite3_prepare_v2(st->db, "SELECT evaluated_to FROM rule_runs WHERE rule = ?", -1, &s,
+                           NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(s, 1, rule, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(s, 0);
+        r = 0;
+    }
+    sqlite3_finalize(s);
+    return r;
+}
+
+int
+store_rule_progress_set(struct store *st, const char *rule, ntime_t t)
+{
+    sqlite3_stmt *s;
+    int r = 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT INTO rule_runs (rule, evaluated_to) VALUES (?, ?)"
+                           " ON CONFLICT (rule) DO UPDATE SET evaluated_to = excluded.evaluated_to",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(s, 1, rule, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, t);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        r = -EIO;
+    sqlite3_finalize(s);
+    return r;
+}
+
+int
+store_meta_get(struct store *st, const char *key, char **out)
+{
+    sqlite3_stmt *s;
+    int r = -ENOENT;
+    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = ?", -1, &s, NULL) !=
+        SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(s, 0);
+        *out = xstrdup(v ? (const char *)v : "");
+        r = 0;
+    }
+    sqlite3_finalize(s);
+    return r;
+}
+
+int
+store_meta_set(struct store *st, const char *key, const char *value)
+{
+    sqlite3_stmt *s;
+    int r = 0;
+    if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", -1,
+                           &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, value, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        r = -EIO;
+    sqlite3_finalize(s);
+    return r;
+}
+
+int
+store_attribute_keys(struct store *st, char ***out)
+{
+    sqlite3_stmt *s;
+    char **a = NULL;
+    size_t n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT key FROM attribute_keys ORDER BY key", -1, &s, NULL) !=
+        SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        a = xrealloc(a, (n + 2) * sizeof(*a));
+        a[n++] = xstrdup((const char *)sqlite3_column_text(s, 0));
+    }
+    sqlite3_finalize(s);
+    a = xrealloc(a, (n + 1) * sizeof(*a));
+    a[n] = NULL;
+    *out = a;
+    return 0;
+}

@@ -1,0 +1,80 @@
+/*
+ * store.h: the customer store and the deliveries outbox, behind one interface.
+ *
+ * SQLite is the embedded backend (WAL mode). Everything the rest of the
+ * daemon knows about the database goes through these functions or the schema
+ * documented here, so that a PostgreSQL backend could later share one outbox
+ * between several daemons.
+ *
+ * Schema (version STORE_SCHEMA_VERSION, PRAGMA user_version):
+ *
+ *   customers(id INTEGER PRIMARY KEY, ext_id TEXT UNIQUE NOT NULL, name, first_name,
+ *             email, phone, birthday TEXT  -- 'YYYY-MM-DD' or '--MM-DD'
+ *             , tz, tier, owner, created_at, updated_at,
+ *             attrs TEXT NOT NULL DEFAULT '{}'  -- JSON object: other CSV columns)
+ *   customer_tags(customer_id, tag)            PRIMARY KEY(customer_id, tag)
+ *   consents(customer_id, channel, granted 0|1, updated_at, source)
+ *                                              PRIMARY KEY(customer_id, channel)
+ *   orders(id INTEGER PRIMARY KEY, ext_id TEXT UNIQUE NOT NULL, customer_id,
+ *          amount_cents INTEGER, currency, ordered_at TEXT ISO-8601)
+ *   customer_stats(customer_id PRIMARY KEY, orders_count, total_cents,
+ *          first_order_date, last_order_date)   -- maintained by the orders import
+ *   attribute_keys(key PRIMARY KEY)            -- every custom attribute seen
+ *   deliveries(id INTEGER PRIMARY KEY, rule, customer_id, occurrence, action INTEGER,
+ *          channel, state, due_at, created_at, attempts, next_attempt_at,
+ *          lease_until, last_error, sent_at,
+ *          UNIQUE(rule, customer_id, occurrence, action))
+ *       state: pending | sending | sent | retry | dead | suppressed | skipped
+ *   suppressions(channel, address, reason, created_at) PRIMARY KEY(channel, address)
+ *   timeline(id, customer_id, at, kind, detail)   -- what happened to a customer
+ *   rule_runs(rule PRIMARY KEY, evaluated_to)     -- scheduler progress, for catch-up
+ *   rule_members(rule, customer_id, since)        -- who is inside an `entered` condition
+ *   tasks(id, delivery_id UNIQUE, customer_id, rule, kind, assignee, note, due_at,
+ *         created_at, done_at, outcome)            -- callback tasks for staff
+ *   meta(key PRIMARY KEY, value)
+ */
+#ifndef NUDGE_STORE_H
+#define NUDGE_STORE_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define STORE_SCHEMA_VERSION 3
+
+struct store {
+    sqlite3 *db;
+    char *path;
+};
+
+/* Opens (creating if needed) and migrates to the current schema. */
+int store_open(const char *path, struct store **out, struct nerr *err);
+void store_close(struct store *st);
+/* The schema version of an open database. */
+int store_schema_version(struct store *st);
+/* Migrates from whatever user_version the file has (0 = empty) to current. */
+int store_migrate(struct store *st, struct nerr *err);
+/* For tests and tools: open or migrate only up to an older schema version. */
+int store_open_version(const char *path, int version, struct store **out, struct nerr *err);
+int store_migrate_to(struct store *st, int target, struct nerr *err);
+
+/* Runs SQL with no results; logs and returns -EIO on failure. */
+int store_exec(struct store *st, const char *sql);
+int store_begin(struct store *st);   /* BEGIN IMMEDIATE */
+int store_commit(struct store *st);
+int store_rollback(struct store *st);
+
+/* Scheduler progress per rule: the instant up to which it has been evaluated. */
+int store_rule_progress_get(struct store *st, const char *rule, ntime_t *out); /* -ENOENT */
+int store_rule_progress_set(struct store *st, const char *rule, ntime_t t);
+
+/* meta key/value */
+int store_meta_get(struct store *st, const char *key, char **out); /* -ENOENT */
+int store_meta_set(struct store *st, const char *key, const char *value);
+
+/* Names of every custom attribute seen by imports (NULL-terminated; strv_free). */
+int store_attribute_keys(struct store *st, char ***out);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * nudge/channel.h: the channel backend interface.
+ *
+ * A channel (email, sms, webhook, task) is delivered by one transport backend
+ * chosen in nudge.yaml (smtp, http, spool, ...). A backend is a const struct of
+ * function pointers, listed in one registry table (channel.c). The dispatcher
+ * knows only this interface: adding a backend touches neither the evaluator
+ * nor the scheduler.
+ *
+ * Threading: `send` is blocking and is called from a worker thread, never from
+ * the event loop; one backend state is used by one thread at a time (the
+ * dispatcher opens `concurrency` states for parallel sessions).
+ */
+#ifndef NUDGE_CHANNEL_H
+#define NUDGE_CHANNEL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nerr;
+
+/* What became of one message. */
+enum send_status {
+    SEND_OK = 0,        /* accepted by the peer */
+    SEND_TRANSIENT = 1, /* try again later (4xx, timeout, connection refused, 429, 5xx HTTP) */
+    SEND_PERMANENT = 2, /* never retry (5xx SMTP, invalid address, 410); feeds suppression */
+};
+
+struct send_result {
+    enum send_status status;
+    int code;             /* protocol status (SMTP reply code, HTTP status) or -errno */
+    int retry_after;      /* seconds the peer asked us to wait, 0 if none */
+    char error[256];      /* human-readable reason, kept as the delivery's last_error */
+};
+
+/* A rendered message, ready for a backend. Strings are UTF-8 and owned by the dispatcher. */
+struct nudge_message {
+    int64_t delivery_id;
+    const char *idempotency_key; /* stable across retries: derived from delivery_id */
+    const char *rule;
+    const char *occurrence;
+    const char *channel;     /* "email", "sms", "webhook", "task" */
+    const char *customer_id; /* the business's id */
+    const char *to;          /* address, E.164 number, URL or owner, by channel */
+    const char *to_name;     /* display name, may be NULL */
+    const char *subject;     /* email */
+    const char *text;        /* email text part, SMS text, task note */
+    const char *html;        /* email HTML part, may be NULL */
+    const char *unsubscribe_url; /* marketing messages: one-click unsubscribe, may be NULL */
+    bool marketing;          /* category: marketing (List-Unsubscribe, caps) or care */
+    int64_t created_at;      /* when the delivery was enqueued (unix seconds) */
+    int64_t date;            /* the send time to stamp (Date:), from the daemon's clock */
+    json_t *payload;         /* full JSON document (webhook body, spool .json) */
+};
+
+/* Backend settings: the channel's mapping from nudge.yaml, as JSON. */
+struct channel_backend {
+    /* Transport name used in nudge.yaml ("spool", "smtp", "http", "task"). */
+    const char *name;
+    /* Channels this backend can carry, NULL-terminated. */
+    const char *const *channels;
+    /* Validates settings and prepares a session; *state is backend-private.
+     * Called on the loop thread; must not block on the network. */
+    int (*open)(const char *channel, json_t *settings, void **state, struct nerr *err);
+    /* Sends n messages over one session (a reused SMTP connection, one HTTP
+     * handle); fills res[i] for every message. Blocking; worker thread. */
+    void (*send)(void *state, const struct nudge_message *msgs, size_t n, struct send_result *res);
+    /* Releases the session. */
+    void (*close)(void *state);
+    /* Maps a protocol code to transient or permanent, for callers that only
+     * have a code (a bounce, an admin retry decision). */
+    enum send_status (*classify_error)(int code);
+    /* How many messages one send() call should get at most. */
+    size_t batch_max;
+};
+
+/* The registry (channel.c): finds a backend by transport name. */
+const struct channel_backend *channel_backend_find(const char *transport);
+/* NULL-terminated list of all backends, for help and validation. */
+extern const struct channel_backend *const channel_backends[];
+
+#endif
