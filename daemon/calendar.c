@@ -32,6 +32,7 @@
 #include <lunar-date/lunar-date.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,8 +358,7 @@ lunar_build_year(LunarDate *ld, int y, struct lunar_year *ly)
         /* No following year to measure against: ask whether day 30 exists. */
         int32_t s;
         bool last_leap = ly->leap == 12;
-        starts[n] = starts[n - 1] +
-                    (ld_solar_day(ld, y, 12, 30, last_leap, &s) == 0 ? 30 : 29);
+        starts[n] = starts[n - 1] + (ld_solar_day(ld, y, 12, 30, last_leap, &s) == 0 ? 30 : 29);
     }
     for (int i = 0; i < n; i++) {
         int len = starts[i + 1] - starts[i];
@@ -420,7 +420,8 @@ lunar_build(void)
     ld = lunar_date_new();
     for (int i = 0; i < LUNAR_YEARS && r == 0; i++) {
         r = lunar_build_year(ld, CAL_LUNAR_MIN_YEAR + i, &lunar_tab[i]);
-        if (r == 0 && i > 0 && lunar_tab[i].start != lunar_tab[i - 1].start + lunar_tab[i - 1].total)
+        if (r == 0 && i > 0 &&
+            lunar_tab[i].start != lunar_tab[i - 1].start + lunar_tab[i - 1].total)
             r = -EIO; /* years must tile the timeline */
     }
     if (r == 0)
@@ -544,9 +545,9 @@ cal_solar_from_lunar(int lyear, int lmonth, int lday, bool leap, int *y, int *m,
 /* ==== solar terms ==================================================== */
 
 static const char *const term_names[24] = {
-    "xiaohan", "dahan",   "lichun", "yushui", "jingzhe",     "chunfen", "qingming", "guyu",
-    "lixia",   "xiaoman", "mangzhong", "xiazhi", "xiaoshu",  "dashu",   "liqiu",    "chushu",
-    "bailu",   "qiufen",  "hanlu",  "shuangjiang", "lidong", "xiaoxue", "daxue",    "dongzhi",
+    "xiaohan", "dahan",   "lichun",    "yushui",      "jingzhe", "chunfen", "qingming", "guyu",
+    "lixia",   "xiaoman", "mangzhong", "xiazhi",      "xiaoshu", "dashu",   "liqiu",    "chushu",
+    "bailu",   "qiufen",  "hanlu",     "shuangjiang", "lidong",  "xiaoxue", "daxue",    "dongzhi",
 };
 
 int
@@ -619,76 +620,107 @@ struct vsop_term {
 };
 
 static const struct vsop_term earth_l0[] = {
-    {175347046, 0, 0},           {3341656, 4.6692568, 6283.0758500},
-    {34894, 4.62610, 12566.15170}, {3497, 2.7441, 5753.3849},
-    {3418, 2.8289, 3.5231},      {3136, 3.6277, 77713.7715},
-    {2676, 4.4181, 7860.4194},   {2343, 6.1352, 3930.2097},
-    {1324, 0.7425, 11506.7698},  {1273, 2.0371, 529.6910},
-    {1199, 1.1096, 1577.3435},   {990, 5.233, 5884.927},
-    {902, 2.045, 26.298},        {857, 3.508, 398.149},
-    {780, 1.179, 5223.694},      {753, 2.533, 5507.553},
-    {505, 4.583, 18849.228},     {492, 4.205, 775.523},
-    {357, 2.920, 0.067},         {317, 5.849, 11790.629},
-    {284, 1.899, 796.298},       {271, 0.315, 10977.079},
-    {243, 0.345, 5486.778},      {206, 4.806, 2544.314},
-    {205, 1.869, 5573.143},      {202, 2.458, 6069.777},
-    {156, 0.833, 213.299},       {132, 3.411, 2942.463},
-    {126, 1.083, 20.775},        {115, 0.645, 0.980},
-    {103, 0.636, 4694.003},      {102, 0.976, 15720.839},
-    {102, 4.267, 7.114},         {99, 6.21, 2146.17},
-    {98, 0.68, 155.42},          {86, 5.98, 161000.69},
-    {85, 1.30, 6275.96},         {85, 3.67, 71430.70},
-    {80, 1.81, 17260.15},        {79, 3.04, 12036.46},
-    {75, 1.76, 5088.63},         {74, 3.50, 3154.69},
-    {74, 4.68, 801.82},          {70, 0.83, 9437.76},
-    {62, 3.98, 8827.39},         {61, 1.82, 7084.90},
-    {57, 2.78, 6286.60},         {56, 4.39, 14143.50},
-    {56, 3.47, 6279.55},         {52, 0.19, 12139.55},
-    {52, 1.33, 1748.02},         {51, 0.28, 5856.48},
-    {49, 0.49, 1194.45},         {41, 5.37, 8429.24},
-    {41, 2.40, 19651.05},        {39, 6.17, 10447.39},
-    {37, 6.04, 10213.29},        {37, 2.57, 1059.38},
-    {36, 1.71, 2352.87},         {36, 1.78, 6812.77},
-    {33, 0.59, 17789.85},        {30, 0.44, 83996.85},
-    {30, 2.74, 1349.87},         {25, 3.16, 4690.48},
+    {175347046, 0, 0},
+    {3341656, 4.6692568, 6283.0758500},
+    {34894, 4.62610, 12566.15170},
+    {3497, 2.7441, 5753.3849},
+    {3418, 2.8289, 3.5231},
+    {3136, 3.6277, 77713.7715},
+    {2676, 4.4181, 7860.4194},
+    {2343, 6.1352, 3930.2097},
+    {1324, 0.7425, 11506.7698},
+    {1273, 2.0371, 529.6910},
+    {1199, 1.1096, 1577.3435},
+    {990, 5.233, 5884.927},
+    {902, 2.045, 26.298},
+    {857, 3.508, 398.149},
+    {780, 1.179, 5223.694},
+    {753, 2.533, 5507.553},
+    {505, 4.583, 18849.228},
+    {492, 4.205, 775.523},
+    {357, 2.920, 0.067},
+    {317, 5.849, 11790.629},
+    {284, 1.899, 796.298},
+    {271, 0.315, 10977.079},
+    {243, 0.345, 5486.778},
+    {206, 4.806, 2544.314},
+    {205, 1.869, 5573.143},
+    {202, 2.458, 6069.777},
+    {156, 0.833, 213.299},
+    {132, 3.411, 2942.463},
+    {126, 1.083, 20.775},
+    {115, 0.645, 0.980},
+    {103, 0.636, 4694.003},
+    {102, 0.976, 15720.839},
+    {102, 4.267, 7.114},
+    {99, 6.21, 2146.17},
+    {98, 0.68, 155.42},
+    {86, 5.98, 161000.69},
+    {85, 1.30, 6275.96},
+    {85, 3.67, 71430.70},
+    {80, 1.81, 17260.15},
+    {79, 3.04, 12036.46},
+    {75, 1.76, 5088.63},
+    {74, 3.50, 3154.69},
+    {74, 4.68, 801.82},
+    {70, 0.83, 9437.76},
+    {62, 3.98, 8827.39},
+    {61, 1.82, 7084.90},
+    {57, 2.78, 6286.60},
+    {56, 4.39, 14143.50},
+    {56, 3.47, 6279.55},
+    {52, 0.19, 12139.55},
+    {52, 1.33, 1748.02},
+    {51, 0.28, 5856.48},
+    {49, 0.49, 1194.45},
+    {41, 5.37, 8429.24},
+    {41, 2.40, 19651.05},
+    {39, 6.17, 10447.39},
+    {37, 6.04, 10213.29},
+    {37, 2.57, 1059.38},
+    {36, 1.71, 2352.87},
+    {36, 1.78, 6812.77},
+    {33, 0.59, 17789.85},
+    {30, 0.44, 83996.85},
+    {30, 2.74, 1349.87},
+    {25, 3.16, 4690.48},
 };
 
 static const struct vsop_term earth_l1[] = {
-    {628331966747.0, 0, 0},    {206059, 2.678235, 6283.075850},
+    {628331966747.0, 0, 0},     {206059, 2.678235, 6283.075850},
     {4303, 2.6351, 12566.1517}, {425, 1.590, 3.523},
-    {119, 5.796, 26.298},      {109, 2.966, 1577.344},
-    {93, 2.59, 18849.23},      {72, 1.14, 529.69},
-    {68, 1.87, 398.15},        {67, 4.41, 5507.55},
-    {59, 2.89, 5223.69},       {56, 2.17, 155.42},
-    {45, 0.40, 796.30},        {36, 0.47, 775.52},
-    {29, 2.65, 7.11},          {21, 5.34, 0.98},
-    {19, 1.85, 5486.78},       {19, 4.97, 213.30},
-    {17, 2.99, 6275.96},       {16, 0.03, 2544.31},
-    {16, 1.43, 2146.17},       {15, 1.21, 10977.08},
-    {12, 2.83, 1748.02},       {12, 3.26, 5088.63},
-    {12, 5.27, 1194.45},       {12, 2.08, 4694.00},
-    {11, 0.77, 553.57},        {10, 1.30, 6286.60},
-    {10, 4.24, 1349.87},       {9, 2.70, 242.73},
-    {9, 5.64, 951.72},         {8, 5.30, 2352.87},
-    {6, 2.65, 9437.76},        {6, 4.67, 4690.48},
+    {119, 5.796, 26.298},       {109, 2.966, 1577.344},
+    {93, 2.59, 18849.23},       {72, 1.14, 529.69},
+    {68, 1.87, 398.15},         {67, 4.41, 5507.55},
+    {59, 2.89, 5223.69},        {56, 2.17, 155.42},
+    {45, 0.40, 796.30},         {36, 0.47, 775.52},
+    {29, 2.65, 7.11},           {21, 5.34, 0.98},
+    {19, 1.85, 5486.78},        {19, 4.97, 213.30},
+    {17, 2.99, 6275.96},        {16, 0.03, 2544.31},
+    {16, 1.43, 2146.17},        {15, 1.21, 10977.08},
+    {12, 2.83, 1748.02},        {12, 3.26, 5088.63},
+    {12, 5.27, 1194.45},        {12, 2.08, 4694.00},
+    {11, 0.77, 553.57},         {10, 1.30, 6286.60},
+    {10, 4.24, 1349.87},        {9, 2.70, 242.73},
+    {9, 5.64, 951.72},          {8, 5.30, 2352.87},
+    {6, 2.65, 9437.76},         {6, 4.67, 4690.48},
 };
 
 static const struct vsop_term earth_l2[] = {
-    {52919, 0, 0},           {8720, 1.0721, 6283.0758}, {309, 0.867, 12566.152},
-    {27, 0.05, 3.52},        {16, 5.19, 26.30},         {16, 3.68, 155.42},
-    {10, 0.76, 18849.23},    {9, 2.06, 77713.77},       {7, 0.83, 775.52},
-    {5, 4.66, 1577.34},      {4, 1.03, 7.11},           {4, 3.44, 5573.14},
-    {3, 5.14, 796.30},       {3, 6.05, 5507.55},        {3, 1.19, 242.73},
-    {3, 6.12, 529.69},       {3, 0.31, 398.15},         {3, 2.28, 553.57},
-    {2, 4.38, 5223.69},      {2, 3.75, 0.98},
+    {52919, 0, 0},     {8720, 1.0721, 6283.0758}, {309, 0.867, 12566.152}, {27, 0.05, 3.52},
+    {16, 5.19, 26.30}, {16, 3.68, 155.42},        {10, 0.76, 18849.23},    {9, 2.06, 77713.77},
+    {7, 0.83, 775.52}, {5, 4.66, 1577.34},        {4, 1.03, 7.11},         {4, 3.44, 5573.14},
+    {3, 5.14, 796.30}, {3, 6.05, 5507.55},        {3, 1.19, 242.73},       {3, 6.12, 529.69},
+    {3, 0.31, 398.15}, {3, 2.28, 553.57},         {2, 4.38, 5223.69},      {2, 3.75, 0.98},
 };
 
 static const struct vsop_term earth_l3[] = {
-    {289, 5.844, 6283.076}, {35, 0, 0},         {17, 5.49, 12566.15}, {3, 5.20, 155.42},
+    {289, 5.844, 6283.076}, {35, 0, 0},          {17, 5.49, 12566.15}, {3, 5.20, 155.42},
     {1, 4.72, 3.52},        {1, 5.30, 18849.23}, {1, 5.97, 242.73},
 };
 
-static const struct vsop_term earth_l4[] = {{114, 3.142, 0}, {8, 4.13, 6283.08}, {1, 3.84, 12566.15}};
+static const struct vsop_term earth_l4[] = {
+    {114, 3.142, 0}, {8, 4.13, 6283.08}, {1, 3.84, 12566.15}};
 
 static const struct vsop_term earth_l5[] = {{1, 3.14, 0}};
 
@@ -727,22 +759,16 @@ sun_apparent_longitude(double jde)
     return norm360(L / rad + 180.0 + (-0.09033 + dpsi - 20.4898 / R) / 3600.0);
 }
 
-int
-cal_solar_term_date(int year, int index, int *m, int *d, ntime_t *instant)
+/* The UTC instant of a term as a Julian Day. */
+static double
+solar_term_jd(int year, int index)
 {
-    const double unix_jd = 2440587.5; /* JD of 1970-01-01T00:00Z */
-    double target, jd, dt;
-    int y;
-    if (index < 0 || index > 23)
-        return -EINVAL;
-    if (year < 1901 || year > 2099)
-        return -ERANGE;
     /* Term 0 (xiaohan, 285 degrees) is near 6 January and the terms are
      * about 15.2 days apart; Newton steps on the Sun's mean motion converge
-     * from there in a handful of iterations. */
-    target = norm360(285.0 + 15.0 * index);
-    jd = unix_jd + (double)days_from_civil(year, 1, 1) + 5.0 + 15.2184 * index;
-    dt = delta_t(year + (5.0 + 15.2184 * index) / 365.25) / 86400.0;
+     * from there in three or four iterations. */
+    double target = norm360(285.0 + 15.0 * index);
+    double jd = 2440587.5 + (double)days_from_civil(year, 1, 1) + 5.0 + 15.2184 * index;
+    double dt = delta_t(year + (5.0 + 15.2184 * index) / 365.25) / 86400.0;
     for (int i = 0; i < 20; i++) {
         double diff = target - sun_apparent_longitude(jd + dt);
         if (diff > 180)
@@ -753,8 +779,35 @@ cal_solar_term_date(int year, int index, int *m, int *d, ntime_t *instant)
         if (fabs(diff) < 1e-7)
             break;
     }
-    /* The Chinese calendar counts days in China Standard Time (UTC+8). */
-    civil_from_days((int64_t)floor(jd - unix_jd + 8.0 / 24.0), &y, m, d);
+    return jd;
+}
+
+/* Computed dates (days since the epoch + 1; 0 = not yet). A holiday check
+ * per customer per day would otherwise redo ~130 cosines several times.
+ * Entries are filled lazily by whichever thread gets there first; the value
+ * is deterministic, so racing writers store the same number, and relaxed
+ * atomics keep that well defined without a lock. */
+static _Atomic int32_t term_days[2099 - 1901 + 1][24];
+
+int
+cal_solar_term_date(int year, int index, int *m, int *d, ntime_t *instant)
+{
+    const double unix_jd = 2440587.5; /* JD of 1970-01-01T00:00Z */
+    int32_t cached;
+    double jd = 0;
+    int y;
+    if (index < 0 || index > 23)
+        return -EINVAL;
+    if (year < 1901 || year > 2099)
+        return -ERANGE;
+    cached = atomic_load_explicit(&term_days[year - 1901][index], memory_order_relaxed);
+    if (!cached || instant) {
+        jd = solar_term_jd(year, index);
+        /* The Chinese calendar counts days in China Standard Time (UTC+8). */
+        cached = (int32_t)floor(jd - unix_jd + 8.0 / 24.0) + 1;
+        atomic_store_explicit(&term_days[year - 1901][index], cached, memory_order_relaxed);
+    }
+    civil_from_days(cached - 1, &y, m, d);
     if (instant)
         *instant = (ntime_t)llround((jd - unix_jd) * 86400.0);
     return y == year ? 0 : -ERANGE;
@@ -909,9 +962,9 @@ parse_month_day(const char *s, bool lunar, int *m, int *d)
     return 0;
 }
 
-static const char *const month_names[12] = {"January", "February", "March",     "April",
-                                            "May",     "June",     "July",      "August",
-                                            "September", "October", "November", "December"};
+static const char *const month_names[12] = {"January",   "February", "March",    "April",
+                                            "May",       "June",     "July",     "August",
+                                            "September", "October",  "November", "December"};
 
 static int
 load_date_rule(const struct ydoc *doc, const struct ynode *v, bool lunar, struct holiday *h,
@@ -925,9 +978,10 @@ load_date_rule(const struct ydoc *doc, const struct ynode *v, bool lunar, struct
     r = parse_month_day(s, lunar, &h->month, &h->day);
     if (r == -EINVAL) {
         yerr(doc, v, err, "%s '%s' is not a month and day", what, s);
-        nerr_hint(err, "write it as \"MM-DD\", e.g. %s", lunar ? "\"08-15\" (the 15th day of "
-                                                                 "the 8th lunar month)"
-                                                               : "\"10-01\" for 1 October");
+        nerr_hint(err, "write it as \"MM-DD\", e.g. %s",
+                  lunar ? "\"08-15\" (the 15th day of "
+                          "the 8th lunar month)"
+                        : "\"10-01\" for 1 October");
         return -EINVAL;
     }
     if (r == -ERANGE) {
@@ -974,12 +1028,13 @@ load_nth_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *h, 
         return -EINVAL;
     h->weekday = -1;
     for (int i = 0; i < 7; i++)
-        if (strcmp(w, weekday_names[i]) == 0 || (strlen(w) == 3 && strncmp(w, weekday_names[i], 3) == 0))
+        if (strcmp(w, weekday_names[i]) == 0 ||
+            (strlen(w) == 3 && strncmp(w, weekday_names[i], 3) == 0))
             h->weekday = i;
     if (h->weekday < 0) {
-        const char *const cands[] = {weekday_names[0], weekday_names[1], weekday_names[2],
-                                     weekday_names[3], weekday_names[4], weekday_names[5],
-                                     weekday_names[6], NULL};
+        const char *const cands[] = {
+            weekday_names[0], weekday_names[1], weekday_names[2], weekday_names[3],
+            weekday_names[4], weekday_names[5], weekday_names[6], NULL};
         const char *guess = did_you_mean(w, cands);
         yerr(doc, wn, err, "unknown weekday '%s'", w);
         if (guess)
@@ -996,8 +1051,7 @@ load_nth_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *h, 
 }
 
 static int
-load_easter_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *h,
-                 struct nerr *err)
+load_easter_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *h, struct nerr *err)
 {
     bool b;
     if (v && v->type == YN_SCALAR && strcmp(v->value, "western") == 0) {
@@ -1019,8 +1073,7 @@ load_easter_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *
 }
 
 static int
-load_term_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *h,
-               struct nerr *err)
+load_term_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *h, struct nerr *err)
 {
     const char *s, *guess;
     const char *cands[25];
@@ -1043,8 +1096,8 @@ load_term_rule(const struct ydoc *doc, const struct ynode *v, struct holiday *h,
     return -EINVAL;
 }
 
-static const char *const rule_keys[] = {"date", "lunar", "nth_weekday", "easter", "solar_term",
-                                        NULL};
+static const char *const rule_keys[] = {"date",   "lunar",      "nth_weekday",
+                                        "easter", "solar_term", NULL};
 
 static int
 load_holiday(const struct ydoc *doc, const struct ynode *key, const struct ynode *v,
@@ -1068,8 +1121,8 @@ load_holiday(const struct ydoc *doc, const struct ynode *key, const struct ynode
         if (!(n = ymap_get(v, *k)))
             continue;
         if (rule) {
-            yerr(doc, ymap_key(v, *k), err, "holiday '%s' has both %s and %s", key->value,
-                 rule_key, *k);
+            yerr(doc, ymap_key(v, *k), err, "holiday '%s' has both %s and %s", key->value, rule_key,
+                 *k);
             nerr_hint(err, "give exactly one rule; use offset to move it by days");
             return -EINVAL;
         }

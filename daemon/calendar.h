@@ -9,6 +9,10 @@
  *   pthread key destructor does it anyway for threads that end normally.
  * - The lunar table is read from liblunar-date once (pthread_once) into a
  *   static array; afterwards conversions are lock-free table look-ups.
+ *   Two places where liblunar-date 3.0.1 disagrees with python3-lunardate
+ *   and the ephemeris (lunar 2057-8/9 and 2060-3/4) are corrected; see
+ *   lunar_fixes in calendar.c.
+ * - Solar-term dates are computed once each and kept in an atomic table.
  * - A struct holiday_set is immutable once loaded.
  *
  * Return convention: 0 or a negative errno value. -EINVAL for malformed
@@ -152,8 +156,7 @@ int holiday_date_ymd(const struct holiday_set *hs, const char *slug, int year, i
  * receives the occurrence's year number, for "slug:YEAR" keys), 0 if not,
  * -ENOENT for an unknown slug. This is the question a scheduler walking day
  * by day asks. */
-int holiday_on(const struct holiday_set *hs, const char *slug, int y, int m, int d,
-               int *key_year);
+int holiday_on(const struct holiday_set *hs, const char *slug, int y, int m, int d, int *key_year);
 
 bool holiday_exists(const struct holiday_set *hs, const char *slug);
 

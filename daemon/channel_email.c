@@ -711,6 +711,7 @@ smtp_reply_line(struct smtp_run *run, const char *line)
 {
     char text[160];
     int code;
+    log_debug("email", "%s S> %s", run->st->hostport, line);
     if (strlen(line) < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
         line[2] < '0' || line[2] > '9' || (line[3] != ' ' && line[3] != '\0'))
         return; /* a continuation line ("250-...") or not a reply at all */

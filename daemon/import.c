@@ -1197,7 +1197,15 @@ write_tags(struct imp *im, struct cust *c, sqlite3_int64 id, const struct crow *
     return true;
 }
 
-/* Consent column i differs from what is stored (or nothing is)? */
+/*
+ * Does consent column i differ from what is stored (or is nothing stored)?
+ * 1 yes, 0 no, CONSENT_WITHDRAWN when the file would grant a consent that
+ * was withdrawn by some other way than an import (an unsubscribe link, the
+ * admin): a spreadsheet exported before the customer opted out must not opt
+ * them back in, so that case is left alone with a warning.
+ */
+#define CONSENT_WITHDRAWN 2
+
 static int
 consent_differs(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int granted)
 {
@@ -1205,8 +1213,13 @@ consent_differs(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int 
     sqlite3_bind_int64(c->consent_get, 1, id);
     sqlite3_bind_text(c->consent_get, 2, c->cols[i].key, -1, SQLITE_STATIC);
     rc = sqlite3_step(c->consent_get);
-    if (rc == SQLITE_ROW)
-        differ = sqlite3_column_int(c->consent_get, 0) != granted;
+    if (rc == SQLITE_ROW) {
+        int stored = sqlite3_column_int(c->consent_get, 0);
+        const char *source = col_text(c->consent_get, 1);
+        differ = stored != granted;
+        if (differ && granted && (!source || strncmp(source, "import", 6) != 0))
+            differ = CONSENT_WITHDRAWN;
+    }
     sqlite3_reset(c->consent_get);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         db_error(im, "reading consents");
@@ -1305,6 +1318,13 @@ cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
         if (c->cols[i].kind != K_CONSENT || r->consent[i] < 0)
             continue;
         d = consent_differs(im, c, id, i, r->consent[i]);
+        if (d == CONSENT_WITHDRAWN) {
+            row_warning(im, im->rec_line,
+                        "customer %s withdrew %s consent outside an import; the file's '%s' is "
+                        "ignored (the customer must opt in again)",
+                        show(im, r->id), c->cols[i].key, show(im, fv[i]));
+            continue;
+        }
         if (d < 0 || (d && !write_consent(im, c, id, i, r->consent[i])))
             goto out_unbind;
         other_changed |= d;
@@ -1412,7 +1432,7 @@ import_customers(struct store *st, const char *name, const char *data, size_t le
         !prepare(&im, &c.tags_del, "DELETE FROM customer_tags WHERE customer_id = ?1") ||
         !prepare(&im, &c.tag_ins, "INSERT INTO customer_tags (customer_id, tag) VALUES (?1, ?2)") ||
         !prepare(&im, &c.consent_get,
-                 "SELECT granted FROM consents WHERE customer_id = ?1 AND channel = ?2") ||
+                 "SELECT granted, source FROM consents WHERE customer_id = ?1 AND channel = ?2") ||
         !prepare(&im, &c.consent_set,
                  "INSERT INTO consents (customer_id, channel, granted, updated_at, source)"
                  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (customer_id, channel) DO UPDATE SET"

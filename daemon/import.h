@@ -18,7 +18,10 @@
  *   birthday      YYYY-MM-DD or --MM-DD (no year); impossible dates are errors
  *   tz            an IANA zone name; empty = the configured default (NULL)
  *   tags          ';'-separated; replaces the customer's whole tag set
- *   consent_CHANNEL  yes/no/true/false/1/0/y/n; empty leaves the consent alone
+ *   consent_CHANNEL  yes/no/true/false/1/0/y/n; empty leaves the consent alone.
+ *                 An import never re-grants a consent that was withdrawn some
+ *                 other way (unsubscribe link, admin: consents.source not
+ *                 "import:..."); that cell is skipped with a warning.
  *   created_at    YYYY-MM-DD or RFC 3339; empty keeps the stored value (a new
  *                 customer gets the import time)
  *   anything else a custom attribute in customers.attrs (a JSON object) and

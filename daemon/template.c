@@ -154,25 +154,25 @@ struct parser {
     size_t stack[TMPL_MAX_NESTING];
     size_t depth;
     /* Cursor for offset -> line:col; offsets asked for only grow. */
-    size_t lc_off, lc_line_start;
-    int lc_line;
+    size_t lc_off;
+    int lc_line, lc_col;
 };
 
 static void
 locate(struct parser *p, size_t off, int *line, int *col)
 {
-    int c = 1;
+    /* Incremental, so long one-line templates (minified HTML) stay linear. */
     for (; p->lc_off < off; p->lc_off++) {
-        if (p->s[p->lc_off] == '\n') {
+        unsigned char c = (unsigned char)p->s[p->lc_off];
+        if (c == '\n') {
             p->lc_line++;
-            p->lc_line_start = p->lc_off + 1;
+            p->lc_col = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            p->lc_col++;
         }
     }
-    for (size_t i = p->lc_line_start; i < off; i++)
-        if (((unsigned char)p->s[i] & 0xC0) != 0x80)
-            c++;
     *line = p->lc_line;
-    *col = c;
+    *col = p->lc_col;
 }
 
 static struct node *
@@ -480,6 +480,7 @@ tmpl_compile(const char *name, const char *src, size_t len, struct tmpl **out, s
     p.close = "}}";
     p.open_len = p.close_len = 2;
     p.lc_line = 1;
+    p.lc_col = 1;
 
     while (pos < len) {
         const char *o = find(p.s, pos, len, p.open, p.open_len);
@@ -948,7 +949,7 @@ render_partial(struct rstate *st, const struct tmpl *t, const struct node *nd,
 {
     char *name, indent[256];
     size_t ni = 0;
-    struct tmpl *pt;
+    struct tmpl *pt = NULL;
     int r;
 
     if (!st->partial)

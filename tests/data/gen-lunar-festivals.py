@@ -70,7 +70,7 @@ def header(out, what):
     out.write("# Command: /usr/bin/python3 tests/data/gen-lunar-festivals.py\n")
     out.write("# Years are lunar years (see calendars/cn.yaml); dates are Gregorian.\n")
     out.write("# Astronomical cross-check (--astro, python3-ephem 4.1.4, new moons and major\n")
-    out.write("# terms in UTC+8): of 2,480 months 1900-2099, 7 start a day apart from this\n")
+    out.write("# terms in UTC+8): of the months 1900-2098, 7 start a day apart from this\n")
     out.write("# table, all before 1979 (1914-10, 1916-1, 1920-10, 1933-6, 1954-11, 1956-11,\n")
     out.write("# 1978-8), when the published calendar used other time bases and methods;\n")
     out.write("# none from 1979 to 2099, including the leap 11th month of 2033.\n")
@@ -164,7 +164,7 @@ def astro_check():
         return any(a <= z < b for z in zq_days)
 
     diffs = 0
-    for y in range(1900, 2099):
+    for y in range(1900, 2099):  # lunar months 11 of y-1 .. 10 of y (and 11-12 of y)
         s0, s1 = solstice(y - 1), solstice(y)
         moons = new_moons(s0 - datetime.timedelta(days=31), s1 + datetime.timedelta(days=60))
         m11a = max(m for m in moons if m <= s0)

@@ -292,8 +292,8 @@ static void
 test_utc_to_local_round_trips(void **state)
 {
     static const char *const zones[] = {
-        "Asia/Shanghai",  "America/New_York",   "Europe/London",   "Australia/Lord_Howe",
-        "Asia/Kolkata",   "Pacific/Chatham",    "America/St_Johns", "UTC",
+        "Asia/Shanghai",  "America/New_York",  "Europe/London",     "Australia/Lord_Howe",
+        "Asia/Kolkata",   "Pacific/Chatham",   "America/St_Johns",  "UTC",
         "Asia/Kathmandu", "America/Sao_Paulo", "Africa/Casablanca", "Pacific/Kiritimati",
     };
     ntime_t from = iso("2026-01-01T00:00:00Z"), to = iso("2028-01-01T00:00:00Z");
@@ -305,13 +305,12 @@ test_utc_to_local_round_trips(void **state)
             ntime_t back = 0;
             int64_t wall;
             assert_int_equal(cal_utc_to_local(zones[z], t, &l), 0);
-            wall = days_from_civil(l.year, l.month, l.day) * 86400 + l.hour * 3600 +
-                   l.minute * 60 + l.second;
+            wall = days_from_civil(l.year, l.month, l.day) * 86400 + l.hour * 3600 + l.minute * 60 +
+                   l.second;
             assert_int_equal(wall - t, l.utc_offset);
             assert_int_equal(l.wday, (int)((days_from_civil(l.year, l.month, l.day) % 7 + 11) % 7));
-            assert_int_equal(cal_local_to_utc(zones[z], l.year, l.month, l.day, l.hour, l.minute,
-                                              &back),
-                             0);
+            assert_int_equal(
+                cal_local_to_utc(zones[z], l.year, l.month, l.day, l.hour, l.minute, &back), 0);
             if (back != t) {
                 /* Only allowed when the same wall time happened earlier. */
                 assert_true(back < t && t - back <= 3600);
@@ -399,7 +398,7 @@ thread_work(void *p)
 {
     struct thread_job *job = p;
     static const char *const zones[] = {"Asia/Shanghai", "America/New_York", "Europe/Berlin",
-                                        "Asia/Kolkata",  "Australia/Lord_Howe"};
+                                        "Asia/Kolkata", "Australia/Lord_Howe"};
     static const char *const want[] = {"2027-03-14T01:00:00Z", "2027-03-14T13:00:00Z",
                                        "2027-03-14T08:00:00Z", "2027-03-14T03:30:00Z",
                                        "2027-03-13T22:00:00Z"};
@@ -415,6 +414,11 @@ thread_work(void *p)
         if (cal_lunar_from_solar(2027, 2, 6, &l) != 0 || l.month != 1 || l.day != 1 || l.leap)
             job->failures++;
         if (cal_solar_from_lunar(2030, 1, 1, false, &y, &m, &d) != 0 || m != 2 || d != 3)
+            job->failures++;
+        /* Qingming is always 4 or 5 April in 1901-2099; fills the term cache
+         * from several threads at once. */
+        if (cal_solar_term_date(1901 + (i * 7 + job->id) % 199, 6, &m, &d, NULL) != 0 || m != 4 ||
+            d < 4 || d > 6)
             job->failures++;
     }
     cal_thread_cleanup();
@@ -595,8 +599,8 @@ test_lunar_every_day_round_trips(void **state)
         assert_int_equal(cal_lunar_from_solar(y, m, d, &l), 0);
         assert_int_equal(cal_solar_from_lunar(l.year, l.month, l.day, l.leap, &y2, &m2, &d2), 0);
         if (y2 != y || m2 != m || d2 != d)
-            fail_msg("%04d-%02d-%02d -> lunar %d-%d-%d -> %04d-%02d-%02d", y, m, d, l.year,
-                     l.month, l.day, y2, m2, d2);
+            fail_msg("%04d-%02d-%02d -> lunar %d-%d-%d -> %04d-%02d-%02d", y, m, d, l.year, l.month,
+                     l.day, y2, m2, d2);
         if (z > first && l.day != 1)
             assert_int_equal(l.day, prev.day + 1);
         if (z > first && l.day == 1)
@@ -825,9 +829,8 @@ test_qingming_matches_shouxing_formula_and_published_dates(void **state)
     }
     for (int i = 0; i < 6; i++) {
         char got[40];
-        assert_int_equal(cal_solar_term_date(2025 + i, cal_solar_term_index("qingming"), &m, &d,
-                                             NULL),
-                         0);
+        assert_int_equal(
+            cal_solar_term_date(2025 + i, cal_solar_term_index("qingming"), &m, &d, NULL), 0);
         fmt_date(got, sizeof(got), 2025 + i, m, d);
         assert_string_equal(got, published[i]);
     }
@@ -862,8 +865,8 @@ test_all_solar_terms_match_ephemeris_except_at_midnight(void **state)
             misses++;
             if (edge > worst_edge)
                 worst_edge = edge;
-            print_message("%s %d: got %s, PyEphem %s (%d min from midnight)\n",
-                          tsv_get(&t, r, 0), year, got, tsv_get(&t, r, 2), edge);
+            print_message("%s %d: got %s, PyEphem %s (%d min from midnight)\n", tsv_get(&t, r, 0),
+                          year, got, tsv_get(&t, r, 2), edge);
         }
     }
     print_message("solar terms: %d rows, %d day misses (all within %d min of midnight), "
@@ -965,14 +968,15 @@ load_string(const char *text, int *rc, struct nerr *err, char *msg, size_t msgsz
 static void
 test_rules_nth_weekday_last_fifth_and_offsets(void **state)
 {
-    static const char text[] = "holidays:\n"
-                               "  memorial-day: { nth_weekday: { month: 5, weekday: monday, n: -1 } }\n"
-                               "  fifth-sunday: { nth_weekday: { month: 2, weekday: sun, n: 5 } }\n"
-                               "  new-years-eve: { date: \"01-01\", offset: -1 }\n"
-                               "  leap-day: { date: \"02-29\" }\n"
-                               "  good-friday: { easter: true, offset: -2 }\n"
-                               "  dongzhi: { solar_term: dongzhi }\n"
-                               "  lunar-thirty: { lunar: \"12-30\" }\n";
+    static const char text[] =
+        "holidays:\n"
+        "  memorial-day: { nth_weekday: { month: 5, weekday: monday, n: -1 } }\n"
+        "  fifth-sunday: { nth_weekday: { month: 2, weekday: sun, n: 5 } }\n"
+        "  new-years-eve: { date: \"01-01\", offset: -1 }\n"
+        "  leap-day: { date: \"02-29\" }\n"
+        "  good-friday: { easter: true, offset: -2 }\n"
+        "  dongzhi: { solar_term: dongzhi }\n"
+        "  lunar-thirty: { lunar: \"12-30\" }\n";
     struct nerr err;
     char msg[2048];
     int rc, m = 0, d = 0;
@@ -1022,8 +1026,9 @@ test_calendar_file_errors_are_located(void **state)
         {"bad YAML (unclosed flow mapping)",
          "calendar: x\nholidays:\n  a: { title: \"A\", date: \"10-01\"\n  b: { date: \"10-02\" }\n",
          4, 3, "test.yaml:4:3: error:", "quot"},
-        {"unknown key with did-you-mean", "calendar: x\nholidays:\n  a: { titel: A, date: \"10-01\" }\n",
-         3, 8, "unknown key 'titel'", "did you mean 'title'"},
+        {"unknown key with did-you-mean",
+         "calendar: x\nholidays:\n  a: { titel: A, date: \"10-01\" }\n", 3, 8,
+         "unknown key 'titel'", "did you mean 'title'"},
         {"impossible date 02-30", "calendar: x\nholidays:\n  a: { title: A, date: \"02-30\" }\n", 3,
          24, "date '02-30' does not exist", "February has at most 29 days"},
         {"malformed date", "holidays:\n  a: { date: \"Oct 1\" }\n", 2, 14, "not a month and day",
@@ -1032,8 +1037,9 @@ test_calendar_file_errors_are_located(void **state)
          "01 to 12"},
         {"lunar day 31", "holidays:\n  a: { lunar: \"01-31\" }\n", 2, 15, "does not exist",
          "29 or 30"},
-        {"misspelt weekday", "holidays:\n  a: { nth_weekday: { month: 5, weekday: sundy, n: 2 } }\n",
-         2, 42, "unknown weekday 'sundy'", "did you mean 'sunday'"},
+        {"misspelt weekday",
+         "holidays:\n  a: { nth_weekday: { month: 5, weekday: sundy, n: 2 } }\n", 2, 42,
+         "unknown weekday 'sundy'", "did you mean 'sunday'"},
         {"n = 0", "holidays:\n  a: { nth_weekday: { month: 5, weekday: sunday, n: 0 } }\n", 2, 53,
          "n must not be 0", NULL},
         {"month 13", "holidays:\n  a: { nth_weekday: { month: 13, weekday: sunday, n: 1 } }\n", 2,
@@ -1052,8 +1058,9 @@ test_calendar_file_errors_are_located(void **state)
          "unknown key 'holiday'", "did you mean 'holidays'"},
         {"no holidays", "calendar: x\n", 1, 1, "no 'holidays:'", NULL},
         {"holidays is a list", "holidays:\n  - a\n", 2, 3, "must be a mapping", NULL},
-        {"duplicate slug in one file", "holidays:\n  a: { date: \"10-01\" }\n  a: { date: \"10-02\" }\n",
-         3, 3, "duplicate key 'a'", NULL},
+        {"duplicate slug in one file",
+         "holidays:\n  a: { date: \"10-01\" }\n  a: { date: \"10-02\" }\n", 3, 3,
+         "duplicate key 'a'", NULL},
         {"empty file", "", 1, 1, "empty", NULL},
     };
     (void)state;
@@ -1137,15 +1144,17 @@ test_load_dir_rejects_slug_defined_in_two_files(void **state)
     char msg[4096];
     (void)state;
     write_text(dir, "a.yaml", "calendar: a\nholidays:\n  founders-day: { date: \"03-01\" }\n");
-    write_text(dir, "b.yaml", "calendar: b\nholidays:\n  x: { date: \"01-02\" }\n"
-                              "  founders-day: { date: \"04-01\" }\n");
+    write_text(dir, "b.yaml",
+               "calendar: b\nholidays:\n  x: { date: \"01-02\" }\n"
+               "  founders-day: { date: \"04-01\" }\n");
     write_text(dir, "notes.txt", "not a calendar");
     write_text(dir, ".hidden.yaml", "this: [is not valid");
     nerr_clear(&err);
     assert_int_equal(holiday_set_load_dir(dir, &hs, &err), -EINVAL);
     assert_ptr_equal(hs, (struct holiday_set *)0x1); /* untouched on error */
     nerr_format(&err, msg, sizeof(msg));
-    assert_non_null(strstr(msg, "/b.yaml:4:3: error: holiday 'founders-day' is already defined in "));
+    assert_non_null(
+        strstr(msg, "/b.yaml:4:3: error: holiday 'founders-day' is already defined in "));
     assert_non_null(strstr(msg, "/a.yaml:3"));
     /* Without the clash the directory loads, ignoring .txt and hidden files. */
     write_text(dir, "b.yaml", "calendar: b\nholidays:\n  x: { date: \"01-02\" }\n");
@@ -1163,7 +1172,8 @@ test_load_errors_leave_the_set_unchanged(void **state)
     struct holiday_set *hs = load_shipped();
     struct nerr err;
     char *missing = xasprintf("%s/does-not-exist.yaml", src_dir());
-    static const char half[] = "holidays:\n  ok-day: { date: \"10-01\" }\n  bad: { date: \"13-01\" }\n";
+    static const char half[] =
+        "holidays:\n  ok-day: { date: \"10-01\" }\n  bad: { date: \"13-01\" }\n";
     static const char dup[] = "holidays:\n  easter: { date: \"04-01\" }\n";
     struct holiday_set *out = NULL;
     (void)state;
@@ -1186,9 +1196,9 @@ test_load_errors_leave_the_set_unchanged(void **state)
 static void
 test_measure_conversion_cost(void **state)
 {
-    static const char *const zones[] = {"Asia/Shanghai",  "America/New_York", "Europe/London",
-                                        "Asia/Tokyo",     "Europe/Paris",     "Asia/Kolkata",
-                                        "America/Chicago", "UTC"};
+    static const char *const zones[] = {
+        "Asia/Shanghai", "America/New_York", "Europe/London",   "Asia/Tokyo",
+        "Europe/Paris",  "Asia/Kolkata",     "America/Chicago", "UTC"};
     const int n = 100000;
     double t0, t1;
     ntime_t t = 0, sink = 0;
@@ -1242,6 +1252,23 @@ test_measure_conversion_cost(void **state)
     t1 = now_sec();
     print_message("cal_lunar_from_solar: %.3f us/call; lunar table built once in %.1f ms\n",
                   (t1 - t0) * 1e6 / n, cal_lunar_build_usec() / 1000.0);
+    {
+        struct holiday_set *hs = load_shipped();
+        const char *slugs[] = {"qingming", "laba", "easter", "black-friday"};
+        for (int k = 0; k < 4; k++) {
+            int hits = 0, ky;
+            t0 = now_sec();
+            for (int i = 0; i < n / 10; i++) {
+                int y, m, d;
+                civil_from_days(days_from_civil(2026, 1, 1) + i % 3650, &y, &m, &d);
+                hits += holiday_on(hs, slugs[k], y, m, d, &ky);
+            }
+            t1 = now_sec();
+            print_message("holiday_on(%s): %.2f us/call\n", slugs[k], (t1 - t0) * 1e6 / (n / 10));
+            sink += hits;
+        }
+        holiday_set_free(hs);
+    }
     (void)sink;
 }
 

@@ -462,6 +462,41 @@ consents_are_recorded_and_empty_leaves_them(void **state)
 }
 
 static void
+an_import_never_reverses_an_unsubscribe(void **state)
+{
+    struct fixture *f = *state;
+    struct import_stats s;
+    char *errors = NULL;
+    import_fixture(f, "customers_good.csv", false, &s);
+    /* Customer 1 unsubscribes by link after the spreadsheet was exported. */
+    assert_int_equal(store_exec(f->st, "UPDATE consents SET granted = 0, source = 'unsubscribe'"
+                                       " WHERE channel = 'email' AND customer_id ="
+                                       " (SELECT id FROM customers WHERE ext_id = '1')"),
+                     0);
+    assert_int_equal(imp_c(f, "old.csv", "id,consent_email,consent_sms\n1,yes,yes\n", &s, &errors),
+                     0);
+    assert_non_null(errors);
+    assert_string_equal(errors, "old.csv:2: warning: customer 1 withdrew email consent outside an "
+                                "import; the file's 'yes' is ignored (the customer must opt in "
+                                "again)\n");
+    free(errors);
+    assert_int_equal(s.warnings, 1);
+    assert_int_equal(s.updated, 1); /* sms: imported no -> yes is fine */
+    assert_query(f->st,
+                 "SELECT group_concat(channel || '=' || granted, ',') FROM (SELECT"
+                 " channel, granted FROM consents JOIN customers ON customers.id ="
+                 " customer_id WHERE ext_id = '1' ORDER BY channel)",
+                 "email=0,sms=1");
+    /* Withdrawing by import is always allowed. */
+    assert_int_equal(imp_c(f, "new.csv", "id,consent_sms\n1,no\n", &s, &errors), 0);
+    assert_null(errors);
+    assert_query(f->st,
+                 "SELECT granted FROM consents WHERE channel = 'sms' AND customer_id ="
+                 " (SELECT id FROM customers WHERE ext_id = '1')",
+                 "0");
+}
+
+static void
 bom_and_crlf_are_accepted(void **state)
 {
     struct fixture *f = *state;
@@ -918,6 +953,7 @@ main(void)
         T(attributes_land_in_attrs_and_attribute_keys),
         T(tags_are_replaced_as_a_set),
         T(consents_are_recorded_and_empty_leaves_them),
+        T(an_import_never_reverses_an_unsubscribe),
         T(bom_and_crlf_are_accepted),
         T(each_bad_row_is_reported_with_its_line_and_nothing_is_written),
         T(more_bad_rows_than_the_cap_are_summarised),
