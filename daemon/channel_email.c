@@ -329,6 +329,8 @@ parse_settings(const char *channel, const json_t *settings, struct smtp_conf *c,
 
     json_object_foreach((json_t *)settings, key, v) {
         const struct smtp_opt *opt = NULL;
+        if (key[0] == '_')
+            continue; /* the daemon's own annotations (_file, _line, _database, ...) */
         for (size_t i = 0; i < SMTP_NOPTS; i++)
             if (strcmp(smtp_opts[i].key, key) == 0)
                 opt = &smtp_opts[i];
@@ -694,6 +696,11 @@ smtp_event(smtp_session_t session, int event, void *arg, ...)
         snprintf(run->tls_error, sizeof(run->tls_error),
                  "libESMTP's per-user certificate files (~/.config/libesmtp) are unusable");
         break;
+    case SMTP_EV_STARTTLS_OK: {
+        unsigned long e; char b[256];
+        while ((e = ERR_get_error())) { ERR_error_string_n(e, b, sizeof b); log_debug("email", "stale: %s", b); }
+        break;
+    }
     case SMTP_EV_EXTNA_STARTTLS:
         run->starttls_missing = true;
         break;

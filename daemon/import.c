@@ -578,7 +578,7 @@ fields_clean(struct imp *im, char **fv, size_t nf, char *const *colnames)
         } else if (!utf8_valid(fv[i], len)) {
             row_error(im, im->rec_line,
                       "column %s%s%s is not valid UTF-8: %s (save the file as UTF-8, e.g. "
-                      "\"CSV UTF-8\" in Excel; this looks like GBK or Latin-1)",
+                      "\"CSV UTF-8\" in Excel; it may be GBK or Latin-1)",
                       col ? "'" : "", col ? col : colbuf, col ? "'" : "", show(im, fv[i]));
             ok = false;
         }
@@ -810,11 +810,37 @@ struct cust {
     char **names; /* lower-cased header names (owned), for messages */
     size_t ncols; /* entries in cols and names */
     bool present[N_TEXT];
-    bool has_tags, has_attrs, has_created;
+    bool has_tags, has_attrs;
     struct idset ids;
     sqlite3_stmt *find, *ins, *upd, *touch, *tags_get, *tags_del, *tag_ins, *consent_get,
         *consent_set, *attr_key;
     char *source; /* consents.source */
+};
+
+/* Names other tools use for the known columns: a file exported from a CRM
+ * says "timezone" or "mobile", and should be told that nudge calls it "tz". */
+static const char *const col_aliases[][2] = {
+    {"e-mail", "email"},
+    {"mail", "email"},
+    {"email_address", "email"},
+    {"phone_number", "phone"},
+    {"mobile", "phone"},
+    {"mobile_phone", "phone"},
+    {"cell", "phone"},
+    {"telephone", "phone"},
+    {"tel", "phone"},
+    {"full_name", "name"},
+    {"firstname", "first_name"},
+    {"given_name", "first_name"},
+    {"dob", "birthday"},
+    {"date_of_birth", "birthday"},
+    {"birthdate", "birthday"},
+    {"birth_date", "birthday"},
+    {"timezone", "tz"},
+    {"time_zone", "tz"},
+    {"tag", "tags"},
+    {"created", "created_at"},
+    {"signup_date", "created_at"},
 };
 
 /* Is `cand` close enough to `col` to be a misspelling, not a new attribute?
@@ -830,6 +856,16 @@ misspelt(const char *col, const char *const *cands)
     if (d <= 1 || (strlen(col) >= 5 && strlen(best) >= 5))
         return best;
     return NULL;
+}
+
+/* The known column an unknown customers column was probably meant to be. */
+static const char *
+column_hint(const char *col)
+{
+    for (size_t i = 0; i < sizeof(col_aliases) / sizeof(col_aliases[0]); i++)
+        if (strcmp(col, col_aliases[i][0]) == 0)
+            return col_aliases[i][1];
+    return misspelt(col, known_cols);
 }
 
 static void
@@ -875,7 +911,6 @@ cust_header(struct imp *im, char **fv, size_t nf)
         }
         if (strcmp(n, "created_at") == 0) {
             cc->kind = K_CREATED_AT;
-            c->has_created = true;
             continue;
         }
         if (strcmp(n, "updated_at") == 0 || strcmp(n, "attrs") == 0) {
@@ -919,7 +954,7 @@ cust_header(struct imp *im, char **fv, size_t nf)
             continue;
         }
         {
-            const char *sugg = misspelt(n, known_cols);
+            const char *sugg = column_hint(n);
             cc->key = n;
             c->has_attrs = true;
             if (sugg)
@@ -995,6 +1030,7 @@ split_tags(char *s, struct crow *r)
                 v[o++] = v[i];
         n = o;
     }
+    free(r->tags); /* a second tags column (already an error) */
     r->tags = v;
     r->ntags = n;
 }

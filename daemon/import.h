@@ -30,19 +30,30 @@
  *                 strings; an empty cell removes the attribute.
  * A column that is absent from the file leaves that field of existing
  * customers untouched, so a file with just "id,tier" re-tiers customers.
+ * Columns named updated_at or attrs are ignored with a warning, and so is a
+ * column with no name; a misspelt or foreign name of a known column
+ * ("emial", "timezone") is a warning with a suggestion, since it would
+ * otherwise quietly become an attribute. Dates and times are stored as
+ * written (after checking), so their local date is what the file said.
  *
  * Orders CSV: customer_id (must already exist), order_id (unique within the
  * file; re-importing an order updates it), amount (decimal, at most two
  * fractional digits, negative for refunds), currency (3 letters, upper-cased,
  * default empty), ordered_at (YYYY-MM-DD or RFC 3339). customer_stats is
- * recomputed for every customer whose orders changed and each new order adds
- * a timeline row (kind 'order', at = the order's instant), all in the same
- * transaction.
+ * recomputed for every customer whose orders changed (the same aggregation
+ * as the schema migration: refunds count as orders and reduce the total),
+ * and each new order adds a timeline row (kind 'order', at = the order's
+ * instant, detail = {"amount_cents","currency","order_id"}) that follows the
+ * order when a later file corrects it, all in the same transaction.
+ *
+ * Both: a UTF-8 BOM is skipped, CRLF, LF and CR line ends are accepted, blank
+ * lines and rows of only empty cells are skipped, and every row must have as
+ * many fields as the header.
  *
  * Messages: one per line, "NAME:LINE: what is wrong (how to fix)" for errors
  * and "NAME:LINE: warning: ..." for warnings, LINE being the physical line on
  * which the record starts (a quoted field may span lines). At most 100 are
- * listed, then "NAME: ... and N more".
+ * listed, then a last line "... and N more".
  */
 #ifndef NUDGE_IMPORT_H
 #define NUDGE_IMPORT_H

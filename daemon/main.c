@@ -344,12 +344,10 @@ main(int argc, char **argv)
 
     memset(&d, 0, sizeof(d));
     nerr_clear(&err);
+    d.exit_code = 1;
     signal(SIGPIPE, SIG_IGN);
-    if (config_load(cfgpath, &d.cfg, &err) < 0) {
-        nerr_format(&err, buf, sizeof(buf));
-        fputs(buf, stderr);
-        return 1;
-    }
+    if (config_load(cfgpath, &d.cfg, &err) < 0)
+        goto fail;
     log_set_level(verbose ? LOG_LVL_DEBUG : d.cfg->log_level);
     d.frozen = frozen;
     d.frozen_now = start;
@@ -359,29 +357,25 @@ main(int argc, char **argv)
     d.loop = uv_default_loop();
     if (store_open(d.cfg->database, &d.st, &err) < 0 ||
         store_open(d.cfg->database, &d.eval_st, &err) < 0 ||
-        holiday_set_load_dir(d.cfg->calendars_dir, &d.hs, &err) < 0) {
-        nerr_format(&err, buf, sizeof(buf));
-        fputs(buf, stderr);
-        return 1;
-    }
+        holiday_set_load_dir(d.cfg->calendars_dir, &d.hs, &err) < 0)
+        goto fail;
     evaluator_register_functions(d.st->db);
     evaluator_register_functions(d.eval_st->db);
     if (render_secret(d.st, &d.secret) < 0) {
-        fprintf(stderr, "nudged: cannot create the installation secret in %s\n", d.cfg->database);
-        return 1;
+        nerr_set(&err, d.cfg->database, 0, 0, "cannot create the installation secret");
+        goto fail;
     }
     rep = daemon_reload(&d);
     if (!json_is_true(json_object_get(rep, "ok"))) {
         json_decref(rep);
-        fprintf(stderr, "nudged: the rules have errors (above); fix them and start again\n");
-        return 1;
+        nerr_set(&err, d.cfg->rules_dir, 0, 0, "the rules have errors (above)");
+        nerr_hint(&err, "fix them (nudgectl check %s) and start again", d.cfg->rules_dir);
+        goto fail;
     }
     json_decref(rep);
-    if (dispatch_open(&d, &err) < 0 || admin_listen(&d, &err) < 0) {
-        nerr_format(&err, buf, sizeof(buf));
-        fputs(buf, stderr);
-        return 1;
-    }
+    if (dispatch_open(&d, &err) < 0 || admin_listen(&d, &err) < 0)
+        goto fail;
+    d.exit_code = 0;
 
     uv_timer_init(d.loop, &d.tick_timer);
     uv_timer_init(d.loop, &d.dispatch_timer);
@@ -419,9 +413,16 @@ main(int argc, char **argv)
     uv_close((uv_handle_t *)&d.sig_hup, NULL);
     uv_close((uv_handle_t *)&d.sig_term, NULL);
     uv_close((uv_handle_t *)&d.sig_int, NULL);
+    log_notice("nudged", "stopped");
+    if (0) {
+    fail:
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
+    }
     admin_close(&d);
-    while (uv_run(d.loop, UV_RUN_NOWAIT))
-        ;
+    if (d.loop)
+        while (uv_run(d.loop, UV_RUN_NOWAIT))
+            ;
     dispatch_close(&d);
     ruleset_unref(d.rs);
     strv_free(d.attrs);
@@ -434,8 +435,8 @@ main(int argc, char **argv)
         d.waiters = w->next;
         free(w);
     }
-    uv_loop_close(d.loop);
-    log_notice("nudged", "stopped");
+    if (d.loop)
+        uv_loop_close(d.loop);
     config_free(d.cfg);
     return d.exit_code;
 }

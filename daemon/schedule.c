@@ -165,11 +165,13 @@ schedule_fires(const struct rule *r, const struct sched_env *env, const char *tz
             continue;
         case TRIG_HOLIDAY: {
             int64_t target = day + t->days_before - t->days_after;
-            int ty, tm, td, hm, hd;
+            int ty, tm, td, key_year = 0;
             civil_from_days(target, &ty, &tm, &td);
-            if (holiday_date(env->holidays, t->holiday, ty, &hm, &hd) < 0 || hm != tm || hd != td)
+            /* The occurrence year is the holiday's own (Laba 2023 falls on
+             * 2024-01-18), so ask about the day, not about a year. */
+            if (holiday_on(env->holidays, t->holiday, ty, tm, td, &key_year) != 1)
                 continue;
-            snprintf(f.occurrence, sizeof(f.occurrence), "%s:%04d", t->holiday, ty);
+            snprintf(f.occurrence, sizeof(f.occurrence), "%s:%04d", t->holiday, key_year);
             break;
         }
         case TRIG_ANNIVERSARY:

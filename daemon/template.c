@@ -356,8 +356,9 @@ scan_tag(struct parser *p, size_t at, size_t *next)
         char hint[256];
         if (type == TK_DELIM)
             return set_delims(p, voff, 0, line, col);
-        snprintf(hint, sizeof(hint), "put a name between the delimiters, e.g. %.*s%sfirst_name%.*s",
-                 (int)p->open_len, p->open, type == TK_NAME ? "" : (char[]){sigil, 0},
+        snprintf(hint, sizeof(hint),
+                 "put a name between the delimiters, e.g. %.*s%.1sfirst_name%s%.*s",
+                 (int)p->open_len, p->open, sigil ? &sigil : "", sigil == '{' ? "}" : "",
                  (int)p->close_len, p->close);
         return perr(p, line, col, hint, "empty tag");
     }
@@ -492,7 +493,8 @@ tmpl_compile(const char *name, const char *src, size_t len, struct tmpl **out, s
         if (r < 0)
             goto out;
     }
-    /* Like mustache.js 3.0.1, a last line without '\n' is never standalone. */
+    /* No end_line() for a last line without '\n': mustache.js 3 never treats
+     * it as standalone (the spec does), and we render what it renders. */
     if (p.depth > 0) {
         const struct node *o = &p.toks[p.stack[p.depth - 1]];
         char close[300], hint[600];

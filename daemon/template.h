@@ -38,6 +38,9 @@
  *    reads back the same (1.5, 0.1, 1e+21), true/false, lists joined with
  *    commas, objects as "[object Object]". Integers beyond 2^53 render exactly
  *    here, while JavaScript would round them to the nearest double.
+ *  - A null element of a list, pushed as the context of a section: mustache.js
+ *    throws on any name looked up inside it; here the lookup moves on to the
+ *    outer contexts.
  *  - Names the JavaScript prototype chain would find ({{toString}},
  *    {{list.map}}) are not found; "length" of lists and strings (strings count
  *    UTF-16 units) and numeric indexes (list.0) are, as in mustache.js.

@@ -55,7 +55,12 @@ struct nudge_message {
     json_t *payload;         /* full JSON document (webhook body, spool .json) */
 };
 
-/* Backend settings: the channel's mapping from nudge.yaml, as JSON. */
+/*
+ * Backend settings are the channel's mapping from nudge.yaml, as JSON. Keys
+ * starting with '_' are added by the daemon, not written by users: _file and
+ * _line (where the mapping is, for error messages), _spool_dir, _database.
+ * Backends use the ones they need and ignore the rest.
+ */
 struct channel_backend {
     /* Transport name used in nudge.yaml ("spool", "smtp", "http", "task"). */
     const char *name;

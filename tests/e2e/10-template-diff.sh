@@ -7,8 +7,9 @@
 #
 # Environment: NUDGE_SRC (default: the repository root), NUDGE_BUILD (default:
 # $NUDGE_SRC/build). NUDGE_RENDER overrides the C side's command (it is run as
-# `$NUDGE_RENDER TEMPLATE --data FILE --partials DIR`), e.g. to try a
-# hand-built driver before nudgectl exists.
+# `$NUDGE_RENDER --data FILE --partials DIR TEMPLATE`), e.g. to try a
+# hand-built driver. Options go before the template so that the command line
+# works with any getopt ordering.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,9 +63,9 @@ probe=$work/probe
 mkdir -p "$probe"
 printf 'ok {{x}}' >"$probe/t.mustache"
 printf '{"x":1}' >"$probe/d.json"
-if [ "$("${c_render[@]}" "$probe/t.mustache" --data "$probe/d.json" --partials "$probe" 2>&1)" != "ok 1" ]; then
-    echo "FAIL: '${c_render[*]} TEMPLATE --data FILE --partials DIR' does not render:" >&2
-    "${c_render[@]}" "$probe/t.mustache" --data "$probe/d.json" --partials "$probe" >&2
+if [ "$("${c_render[@]}" --data "$probe/d.json" --partials "$probe" "$probe/t.mustache" 2>&1)" != "ok 1" ]; then
+    echo "FAIL: '${c_render[*]} --data FILE --partials DIR TEMPLATE' does not render:" >&2
+    "${c_render[@]}" --data "$probe/d.json" --partials "$probe" "$probe/t.mustache" >&2
     exit 1
 fi
 
@@ -78,7 +79,7 @@ for d in "$work"/[0-9]*; do
         fail=$((fail + 1))
         continue
     fi
-    if ! "${c_render[@]}" "$d/template.mustache" --data "$d/data.json" --partials "$d/partials" \
+    if ! "${c_render[@]}" --data "$d/data.json" --partials "$d/partials" "$d/template.mustache" \
             >"$d/actual" 2>"$d/c.err"; then
         echo "FAIL $case_name: nudge render failed:"
         cat "$d/c.err"

@@ -175,6 +175,8 @@ test_zone_valid_rejects_unknown_and_custom_ids(void **state)
 {
     (void)state;
     assert_false(cal_zone_valid("Mars/Olympus"));
+    assert_false(cal_zone_valid("Etc/Unknown")); /* ICU's own name for "no idea" */
+    assert_false(cal_zone_valid("utc"));         /* ids are case-sensitive */
     assert_false(cal_zone_valid(""));
     assert_false(cal_zone_valid(NULL));
     assert_false(cal_zone_valid("GMT+05:00"));      /* custom, not a system id */

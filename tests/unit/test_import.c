@@ -643,6 +643,14 @@ header_problems_are_reported(void **state)
     assert_query(f->st, "SELECT attrs FROM customers WHERE ext_id = '1'",
                  "{\"age\":30,\"birth_day\":\"1990-01-01\",\"emial\":\"a@b.co\"}");
 
+    /* Names other tools use are pointed at ours. */
+    assert_int_equal(imp_c(f, "alias.csv", "id,timezone,Mobile\n9,UTC,1\n", &s, &errors), 0);
+    assert_non_null(strstr(errors, "alias.csv:1: warning: column 'timezone' is not a known "
+                                   "column and will be stored as a custom attribute (did you "
+                                   "mean 'tz'?)\n"));
+    assert_non_null(strstr(errors, "(did you mean 'phone'?)\n"));
+    free(errors);
+
     assert_int_equal(imp_c(f, "ch.csv", "id,consent_emial\n2,yes\n", &s, &errors), 0);
     assert_non_null(strstr(errors, "ch.csv:1: warning: column 'consent_emial' records consent "
                                    "for a channel called 'emial' (did you mean "

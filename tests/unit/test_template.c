@@ -541,7 +541,8 @@ test_error_invalid_and_empty_tags(void **state)
     (void)state;
     check_error("a {{=<%=}}", 1, 3, "invalid delimiters '<%'", "{{=<% %>=}}");
     check_error("{{=<% %>=}}\n <%#%>", 2, 2, "empty tag", "<%#first_name%>");
-    check_error("{{ }}", 1, 1, "empty tag", NULL);
+    check_error("{{ }}", 1, 1, "empty tag", "{{first_name}}");
+    check_error("x {{{ }}}", 1, 3, "empty tag", "{{{first_name}}}");
 }
 
 static void
