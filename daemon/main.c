@@ -15,6 +15,7 @@
 
 #include "calendar.h"
 #include "daemon.h"
+#include "import.h"
 #include "log.h"
 #include "render.h"
 #include "ynode.h"
@@ -40,6 +41,12 @@ daemon_now(const struct daemon *d)
     if (d->frozen)
         return d->frozen_now;
     return (ntime_t)time(NULL) + d->offset;
+}
+
+static ntime_t
+import_clock(void *ud)
+{
+    return daemon_now(ud);
 }
 
 /* ---- evaluation ---------------------------------------------------------- */
@@ -355,6 +362,8 @@ main(int argc, char **argv)
         d.offset = start - (ntime_t)time(NULL);
     d.started = (ntime_t)time(NULL);
     d.loop = uv_default_loop();
+    /* Imports stamp updated_at and consent times with the daemon's clock. */
+    import_set_clock(import_clock, &d);
     if (store_open(d.cfg->database, &d.st, &err) < 0 ||
         store_open(d.cfg->database, &d.eval_st, &err) < 0 ||
         holiday_set_load_dir(d.cfg->calendars_dir, &d.hs, &err) < 0)

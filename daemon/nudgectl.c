@@ -474,7 +474,7 @@ main(int argc, char **argv)
     /* Command options may come anywhere after the command. */
     argc -= optind;
     argv += optind;
-    optind = 1;
+    optind = 0; /* glibc: 0 restarts scanning (and re-reads GNU extensions) */
     while ((c = getopt_long(argc, argv, "h", copts, NULL)) != -1) {
         int64_t v;
         switch (c) {

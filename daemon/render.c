@@ -202,13 +202,15 @@ render_add_rule_context(json_t *ctx, const struct render_env *env, const struct 
 }
 
 char *
-render_tmpl(const struct tmpl *t, json_t *ctx, bool html, char *why, size_t whylen)
+render_tmpl(const struct tmpl *t, json_t *ctx, bool html, const char *partials_dir, char *why,
+            size_t whylen)
 {
     struct sbuf out;
     struct nerr err;
     sbuf_init(&out);
     nerr_clear(&err);
-    if (tmpl_render(t, ctx, html ? TMPL_ESCAPE_HTML : 0, NULL, NULL, &out, &err) < 0) {
+    if (tmpl_render(t, ctx, html ? TMPL_ESCAPE_HTML : 0, partials_dir ? tmpl_partials_from_dir : NULL,
+                    (void *)partials_dir, &out, &err) < 0) {
         snprintf(why, whylen, "template: %s", err.msg);
         sbuf_free(&out);
         return NULL;
@@ -331,7 +333,7 @@ render_delivery(const struct render_env *env, const struct delivery *d, struct r
     m->unsubscribe_url = json_string_value(json_object_get(out->ctx, "unsubscribe_url"));
 
     if (a->subject) {
-        if (!(s = render_tmpl(a->subject, out->ctx, false, why, whylen)))
+        if (!(s = render_tmpl(a->subject, out->ctx, false, env->rs->dir, why, whylen)))
             return RENDER_FAIL;
         /* A subject is one line: drop the file's final newline, fold the rest. */
         for (size_t n = strlen(s); n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'); n--)
@@ -342,17 +344,17 @@ render_delivery(const struct render_env *env, const struct delivery *d, struct r
         m->subject = keep(out, s);
     }
     if (a->text) {
-        if (!(s = render_tmpl(a->text, out->ctx, false, why, whylen)))
+        if (!(s = render_tmpl(a->text, out->ctx, false, env->rs->dir, why, whylen)))
             return RENDER_FAIL;
         m->text = keep(out, s);
     }
     if (a->html) {
-        if (!(s = render_tmpl(a->html, out->ctx, true, why, whylen)))
+        if (!(s = render_tmpl(a->html, out->ctx, true, env->rs->dir, why, whylen)))
             return RENDER_FAIL;
         m->html = keep(out, s);
     }
     if (a->note) {
-        if (!(s = render_tmpl(a->note, out->ctx, false, why, whylen)))
+        if (!(s = render_tmpl(a->note, out->ctx, false, env->rs->dir, why, whylen)))
             return RENDER_FAIL;
         m->text = keep(out, s);
     }

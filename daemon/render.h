@@ -51,8 +51,11 @@ json_t *render_customer_context(struct store *st, int64_t customer_id);
 /* Adds rule-specific values: coupon, unsubscribe_url, rule, occurrence, today. */
 void render_add_rule_context(json_t *ctx, const struct render_env *env, const struct rule *r,
                              const char *occurrence, const char *channel, ntime_t fire_at);
-/* Renders a template to a malloc'd string, or NULL with why filled. */
-char *render_tmpl(const struct tmpl *t, json_t *ctx, bool html, char *why, size_t whylen);
+/* Renders a template to a malloc'd string, or NULL with why filled.
+ * Partials ({{> name}}) come from partials_dir/name.mustache (the rules
+ * directory), or render empty when partials_dir is NULL. */
+char *render_tmpl(const struct tmpl *t, json_t *ctx, bool html, const char *partials_dir,
+                  char *why, size_t whylen);
 
 /* Loads or creates the installation secret (hex). */
 int render_secret(struct store *st, char **out);
