@@ -109,8 +109,18 @@ spool_send(void *state, const struct nudge_message *msgs, size_t n, struct send_
             }
         } else {
             char *j;
+            json_t *doc = json_object();
+            const char *k;
+            json_t *v;
+            /* Keys starting with '_' are instructions to backends, not content. */
+            json_object_foreach(m->payload, k, v)
+            {
+                if (k[0] != '_')
+                    json_object_set(doc, k, v);
+            }
             path = xasprintf("%s/%lld.json", s->dir, (long long)m->delivery_id);
-            j = json_dumps(m->payload, JSON_INDENT(2) | JSON_SORT_KEYS);
+            j = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+            json_decref(doc);
             sbuf_adds(&body, j ? j : "{}");
             sbuf_addc(&body, '\n');
             free(j);

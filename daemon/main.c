@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audience.h"
 #include "calendar.h"
 #include "daemon.h"
 #include "import.h"
@@ -147,6 +148,41 @@ on_watchdog(uv_timer_t *t)
     sd_notify(0, "WATCHDOG=1");
 }
 
+/* How many customers a changed audience lets in and drops (reported by reload). */
+static json_t *
+audience_delta(struct daemon *d, const struct rule *old, const struct rule *nw)
+{
+    struct sbuf q;
+    sqlite3_stmt *s = NULL;
+    json_t *o = NULL;
+    char today[16];
+    struct cal_local l;
+    int idx = 1;
+    if (!strcmp(old->audience_src ? old->audience_src : "", nw->audience_src ? nw->audience_src : ""))
+        return NULL;
+    if (cal_utc_to_local(d->cfg->timezone, daemon_now(d), &l) < 0)
+        return NULL;
+    snprintf(today, sizeof(today), "%04d-%02d-%02d", l.year, l.month, l.day);
+    sbuf_init(&q);
+    sbuf_printf(&q, "SELECT coalesce(sum(n AND NOT o), 0), coalesce(sum(o AND NOT n), 0) FROM"
+                    " (SELECT coalesce((%s), 0) AS n, coalesce((%s), 0) AS o FROM %s)",
+                nw->audience ? nw->audience->sql : "1", old->audience ? old->audience->sql : "1",
+                audience_from_clause());
+    if (sqlite3_prepare_v2(d->st->db, q.s, -1, &s, NULL) != SQLITE_OK)
+        goto out;
+    if (nw->audience && (idx = audience_bind(nw->audience, s, idx, today)) < 0)
+        goto out;
+    if (old->audience && (idx = audience_bind(old->audience, s, idx, today)) < 0)
+        goto out;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        o = json_pack("{sIsI}", "enter", (json_int_t)sqlite3_column_int64(s, 0), "leave",
+                      (json_int_t)sqlite3_column_int64(s, 1));
+out:
+    sqlite3_finalize(s);
+    sbuf_free(&q);
+    return o;
+}
+
 /* ---- reload -------------------------------------------------------------- */
 
 static json_t *
@@ -188,8 +224,13 @@ daemon_reload(struct daemon *d)
         const struct rule *old = d->rs ? ruleset_find(d->rs, nrs->rules[i]->name) : NULL;
         if (!old)
             json_array_append_new(added, json_string(nrs->rules[i]->name));
-        else if (strcmp(old->digest, nrs->rules[i]->digest))
-            json_array_append_new(changed, json_string(nrs->rules[i]->name));
+        else if (strcmp(old->digest, nrs->rules[i]->digest)) {
+            json_t *c = json_pack("{ss}", "name", nrs->rules[i]->name);
+            json_t *delta = audience_delta(d, old, nrs->rules[i]);
+            if (delta)
+                json_object_set_new(c, "audience", delta);
+            json_array_append_new(changed, c);
+        }
     }
     for (size_t i = 0; d->rs && i < d->rs->n; i++)
         if (!ruleset_find(nrs, d->rs->rules[i]->name))

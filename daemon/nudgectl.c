@@ -214,7 +214,18 @@ print_human(const char *cmd, json_t *rep)
             if (json_array_size(a) == 0)
                 continue;
             printf("  %s:", kinds[k]);
-            json_array_foreach(a, i, r) printf(" %s", json_string_value(r));
+            json_array_foreach(a, i, r)
+            {
+                if (json_is_string(r)) {
+                    printf(" %s", json_string_value(r));
+                    continue;
+                }
+                printf(" %s", jstr(r, "name"));
+                if (json_object_get(r, "audience"))
+                    printf(" (audience: %lld customers enter, %lld leave)",
+                           jint(json_object_get(r, "audience"), "enter"),
+                           jint(json_object_get(r, "audience"), "leave"));
+            }
             printf("\n");
         }
     } else if (!strcmp(cmd, "rules")) {

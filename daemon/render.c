@@ -389,6 +389,9 @@ render_delivery(const struct render_env *env, const struct delivery *d, struct r
         json_object_set_new(p, "assign", json_string(a->assign));
         json_object_set_new(p, "due_in", json_integer(a->due_in));
     }
+    /* Keys starting with '_' are for the backend, never sent or written. */
+    if (a->kind == ACT_WEBHOOK && a->secret_file)
+        json_object_set_new(p, "_secret_file", json_string(a->secret_file));
     m->payload = p;
     return RENDER_OK;
 }
