@@ -29,5 +29,26 @@ export LSAN_OPTIONS="suppressions=$src/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export NODE_PATH="/usr/share/nodejs:/usr/local/lib/nudge-node/node_modules"
 
+# The parsers get a bounded libFuzzer run each (clang build in build-fuzz),
+# seeded from the shipped rules and templates. FUZZ_SECONDS=0 skips it.
+fuzz_seconds=${FUZZ_SECONDS:-30}
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "test: fuzzing the rule loader, the audience parser and the template renderer (${fuzz_seconds}s each)"
+    CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DNUDGE_FUZZ=ON -DNUDGE_TESTS=OFF \
+        >build-fuzz.cmake.log 2>&1 || { cat build-fuzz.cmake.log; exit 1; }
+    cmake --build build-fuzz -j "$jobs" >/dev/null
+    for t in fuzz_rules fuzz_audience fuzz_template; do
+        corpus=$(mktemp -d)
+        if ! NUDGE_SRC=$src build-fuzz/tests/fuzz/$t -max_total_time="$fuzz_seconds" -max_len=4096 \
+            -print_final_stats=1 -artifact_prefix=build-fuzz/ "$corpus" "tests/fuzz/corpus/$t" >"build-fuzz/$t.log" 2>&1; then
+            tail -n 60 "build-fuzz/$t.log"
+            echo "test: $t found a crash (input saved beside, see the log above)" >&2
+            exit 1
+        fi
+        echo "test: $t: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "build-fuzz/$t.log" | grep -o '[0-9]*$') inputs, no crash"
+        rm -rf "$corpus"
+    done
+fi
+
 echo "test: running ctest"
 ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900 "$@"

@@ -9,7 +9,11 @@
  *                      IPv6 literals are not supported by libESMTP
  *   port               1-65535 (default 25)
  *   starttls           no | optional | required (default optional; YAML
- *                      booleans false/true mean no/required)
+ *                      booleans false/true mean no/required). optional is
+ *                      opportunistic: TLS when offered, unverified unless
+ *                      tls_verify or tls_ca_file says otherwise, and plain
+ *                      text when not offered (a failed handshake is not
+ *                      retried in clear: libESMTP ends the session)
  *   username           AUTH user; with password or password_file
  *   password           AUTH password, inline
  *   password_file      file whose first line is the password (keeps the
@@ -19,7 +23,10 @@
  *   helo               name for EHLO (default: the host's uname)
  *   timeout            seconds for each protocol step (default 60)
  *   tls_ca_file        PEM file of trusted CAs (default: the system store)
- *   tls_verify         false accepts any certificate (tests only; default true)
+ *   tls_verify         check the certificate chain and that it names host
+ *                      (default: true with starttls: required or a
+ *                      tls_ca_file, else false); false is for tests
+ *   (TLS is capped at 1.2: see make_ssl_ctx in channel_email.c)
  *   message_id_domain  right-hand side of Message-IDs (default: from's domain)
  *
  * Results: 2xx -> SEND_OK; 4xx -> SEND_TRANSIENT; 5xx to MAIL, RCPT or the

@@ -289,6 +289,16 @@ certificate_for_another_host_is_refused(void **state)
     assert_int_equal(srv_stored(&s), 0);
     free(json);
     channel_backend_smtp.close(st);
+
+    /* Naming a CA file turns verification on for optional TLS too. */
+    json = xasprintf("{\"starttls\": \"optional\", \"tls_ca_file\": \"%s\"}", s.ca_file);
+    st = open_on(&s, json);
+    channel_backend_smtp.send(st, msgs, 1, res);
+    assert_int_equal(res[0].status, SEND_TRANSIENT);
+    assert_int_equal(res[0].code, -EPROTO);
+    assert_int_equal(srv_stored(&s), 0);
+    free(json);
+    channel_backend_smtp.close(st);
     srv_stop(&s);
 }
 
@@ -341,7 +351,7 @@ optional_starttls_encrypts_without_verifying(void **state)
 }
 
 static void
-one_state_sends_several_batches(void **state)
+one_state_sends_many_batches_without_stalling(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[2];
@@ -350,20 +360,23 @@ one_state_sends_several_batches(void **state)
     void *st;
     (void)state;
     /* The SSL_CTX is shared by sessions: libESMTP must take and drop its
-     * own reference each time without freeing ours. */
+     * own reference each time without freeing ours. Many rounds, because
+     * under TLS 1.3 about one loopback session in eight stalled until the
+     * timeout (see make_ssl_ctx): sixteen clean rounds would have been
+     * unlikely before the fix. */
     srv_start(&s, "--user", USER, "--password", PASSWORD, NULL);
     json = xasprintf("{\"starttls\": \"required\", \"tls_ca_file\": \"%s\", "
                      "\"auth\": {\"username\": \"" USER "\", \"password\": \"" PASSWORD "\"}}",
                      s.ca_file);
     st = open_on(&s, json);
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 16; round++) {
         batch(msgs, 2);
         channel_backend_smtp.send(st, msgs, 2, res);
         for (int i = 0; i < 2; i++)
             if (res[i].status != SEND_OK)
                 fail_msg("round %d message %d: %d %s", round, i, res[i].code, res[i].error);
     }
-    assert_int_equal(srv_stored(&s), 6);
+    assert_int_equal(srv_stored(&s), 32);
     free(json);
     channel_backend_smtp.close(st);
     srv_stop(&s);
@@ -380,7 +393,7 @@ main(void)
         cmocka_unit_test(certificate_for_another_host_is_refused),
         cmocka_unit_test(tls_verify_false_accepts_a_self_signed_certificate),
         cmocka_unit_test(optional_starttls_encrypts_without_verifying),
-        cmocka_unit_test(one_state_sends_several_batches),
+        cmocka_unit_test(one_state_sends_many_batches_without_stalling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
