@@ -6,6 +6,8 @@
  * request gets an error response; the daemon carries on.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +162,48 @@ struct job {
     json_t *rep;   /* set by the worker: sent as is (with "ok" decided by the worker) */
     struct ruleset *rs;   /* held for the job */
     void (*fn)(struct job *j);
+    /* Progress from the worker, forwarded to the client by the loop. */
+    uv_async_t async;
+    bool has_async;
+    pthread_mutex_t mu;
+    char progress[160];
 };
+
+static void
+job_free(uv_handle_t *h)
+{
+    struct job *j = h->data;
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+static void
+on_progress(uv_async_t *a)
+{
+    struct job *j = a->data;
+    char text[160];
+    pthread_mutex_lock(&j->mu);
+    memcpy(text, j->progress, sizeof(text));
+    pthread_mutex_unlock(&j->mu);
+    if (text[0])
+        conn_send(j->c, json_pack("{ss}", "progress", text));
+}
+
+/* Worker side: remember the latest line and wake the loop (coalesced). */
+static void
+job_progress(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+job_progress(struct job *j, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&j->mu);
+    va_start(ap, fmt);
+    vsnprintf(j->progress, sizeof(j->progress), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&j->mu);
+    uv_async_send(&j->async);
+}
 
 static void
 job_work(uv_work_t *w)
@@ -181,7 +224,7 @@ job_after(uv_work_t *w, int status)
     json_decref(j->req);
     ruleset_unref(j->rs);
     conn_unref(j->c);
-    free(j);
+    uv_close((uv_handle_t *)&j->async, job_free);
 }
 
 static void
@@ -194,6 +237,9 @@ job_start(struct conn *c, json_t *req, void (*fn)(struct job *))
     j->fn = fn;
     j->rs = ruleset_ref(c->d->rs);
     j->w.data = j;
+    pthread_mutex_init(&j->mu, NULL);
+    uv_async_init(c->d->loop, &j->async, on_progress);
+    j->async.data = j;
     c->refs++;
     uv_queue_work(c->d->loop, &j->w, job_work, job_after);
 }
@@ -392,6 +438,12 @@ cmd_retry(struct conn *c, json_t *req)
     dispatch_kick(c->d);
 }
 
+static void
+import_progress(void *ud, long rows, size_t done, size_t total)
+{
+    job_progress(ud, "%ld rows (%d%%)", rows, total ? (int)(done * 100 / total) : 100);
+}
+
 /* import: runs on the thread pool with its own connection. */
 static void
 import_job(struct job *j)
@@ -410,9 +462,9 @@ import_job(struct job *j)
         return;
     }
     if (!strcmp(kind, "customers"))
-        rc = import_customers(st, name, data, strlen(data), &stats, &errors, NULL, NULL);
+        rc = import_customers(st, name, data, strlen(data), &stats, &errors, import_progress, j);
     else
-        rc = import_orders(st, name, data, strlen(data), &stats, &errors, NULL, NULL);
+        rc = import_orders(st, name, data, strlen(data), &stats, &errors, import_progress, j);
     j->rep = json_object();
     json_object_set_new(j->rep, "ok", json_boolean(rc == 0));
     json_object_set_new(j->rep, "rows", json_integer(stats.rows));

@@ -1221,8 +1221,8 @@ emit_literal(struct parser *p, const struct node *lit, const struct node *other)
     const struct token *t = lit->tok;
     char who[80];
     bool is_real;
-    int64_t i;
-    double r;
+    int64_t i = 0;
+    double r = 0;
 
     describe(other, who, sizeof(who));
     if (lit->kind == N_STR) {

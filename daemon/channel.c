@@ -7,11 +7,13 @@
 #include <nudge/channel.h>
 
 #include "channel_email.h"
+#include "channel_http.h"
 #include "channel_spool.h"
 
 const struct channel_backend *const channel_backends[] = {
     &channel_backend_spool,
     &channel_backend_smtp,
+    &channel_backend_http,
     &channel_backend_task,
     NULL,
 };

@@ -57,42 +57,42 @@
 
 /* One configured SMTP transport; read-only once open() returns. */
 struct smtp_state {
-    char *channel;          /* channel name ("email"), for messages */
-    char *host;             /* server host name or IPv4 address */
-    char *hostport;         /* "host:port", as smtp_set_server wants it */
+    char *channel;                 /* channel name ("email"), for messages */
+    char *host;                    /* server host name or IPv4 address */
+    char *hostport;                /* "host:port", as smtp_set_server wants it */
     enum starttls_option starttls; /* Starttls_DISABLED/ENABLED/REQUIRED */
-    bool tls_verify;        /* refuse an untrusted or mismatched certificate */
-    SSL_CTX *ssl_ctx;       /* trust store for STARTTLS; NULL when disabled */
-    char *username;         /* AUTH user, NULL for no AUTH */
-    char *password;         /* AUTH password, NULL for no AUTH */
-    char *from;             /* From header as configured */
-    char *envelope_from;    /* the From address, used as MAIL FROM */
-    char *helo;             /* EHLO name, NULL for libESMTP's uname default */
-    char *msgid_domain;     /* Message-ID domain, NULL for the From domain */
-    long timeout_ms;        /* per protocol step */
+    bool tls_verify;               /* refuse an untrusted or mismatched certificate */
+    SSL_CTX *ssl_ctx;              /* trust store for STARTTLS; NULL when disabled */
+    char *username;                /* AUTH user, NULL for no AUTH */
+    char *password;                /* AUTH password, NULL for no AUTH */
+    char *from;                    /* From header as configured */
+    char *envelope_from;           /* the From address, used as MAIL FROM */
+    char *helo;                    /* EHLO name, NULL for libESMTP's uname default */
+    char *msgid_domain;            /* Message-ID domain, NULL for the From domain */
+    long timeout_ms;               /* per protocol step */
 };
 
 /* What one session learned beyond libESMTP's per-message status. */
 struct smtp_run {
     const struct smtp_state *st; /* the transport being used */
-    char tls_error[160];    /* why the TLS session was refused, if it was */
-    bool starttls_missing;  /* required STARTTLS was not offered */
-    bool in_auth;           /* an AUTH exchange is awaiting its final reply */
-    int auth_code;          /* final failing AUTH reply code, 0 if none */
-    char auth_text[160];    /* its text */
-    bool mail_sent;         /* a MAIL FROM went out: the transactions began */
-    int early_code;         /* last failing (4xx/5xx) reply before that, or 0 */
-    char early_text[160];   /* its text */
-    char line[512];         /* partial reply line carried between reads */
-    size_t line_len;        /* bytes in line */
+    char tls_error[160];         /* why the TLS session was refused, if it was */
+    bool starttls_missing;       /* required STARTTLS was not offered */
+    bool in_auth;                /* an AUTH exchange is awaiting its final reply */
+    int auth_code;               /* final failing AUTH reply code, 0 if none */
+    char auth_text[160];         /* its text */
+    bool mail_sent;              /* a MAIL FROM went out: the transactions began */
+    int early_code;              /* last failing (4xx/5xx) reply before that, or 0 */
+    char early_text[160];        /* its text */
+    char line[512];              /* partial reply line carried between reads */
+    size_t line_len;             /* bytes in line */
 };
 
 /* One message of the batch and the buffer libESMTP reads it from. */
 struct smtp_out {
-    struct sbuf data;       /* the composed message, CRLF */
-    bool delivered_once;    /* the callback handed over the buffer already */
-    smtp_message_t msg;     /* libESMTP's message, NULL if not queued */
-    smtp_recipient_t rcpt;  /* its single recipient */
+    struct sbuf data;      /* the composed message, CRLF */
+    bool delivered_once;   /* the callback handed over the buffer already */
+    smtp_message_t msg;    /* libESMTP's message, NULL if not queued */
+    smtp_recipient_t rcpt; /* its single recipient */
 };
 
 static pthread_once_t smtp_once = PTHREAD_ONCE_INIT;
@@ -135,9 +135,8 @@ clean_text(char *dst, size_t size, const char *src)
     dst[n] = '\0';
 }
 
-static void
-result_set(struct send_result *r, enum send_status status, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void result_set(struct send_result *r, enum send_status status, int code, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
 
 static void
 result_set(struct send_result *r, enum send_status status, int code, const char *fmt, ...)
@@ -170,21 +169,18 @@ struct smtp_opt {
 };
 
 static const struct smtp_opt smtp_opts[] = {
-    {"transport", OPT_IGNORED},     {"concurrency", OPT_IGNORED},
-    {"host", OPT_STRING},           {"port", OPT_PORT},
-    {"starttls", OPT_STARTTLS},     {"username", OPT_STRING},
-    {"password", OPT_STRING},       {"password_file", OPT_STRING},
-    {"auth", OPT_AUTH},             {"from", OPT_STRING},
-    {"helo", OPT_STRING},           {"timeout", OPT_SECONDS},
-    {"tls_ca_file", OPT_STRING},    {"tls_verify", OPT_BOOL},
-    {"message_id_domain", OPT_STRING},
+    {"transport", OPT_IGNORED},  {"concurrency", OPT_IGNORED},  {"host", OPT_STRING},
+    {"port", OPT_PORT},          {"starttls", OPT_STARTTLS},    {"username", OPT_STRING},
+    {"password", OPT_STRING},    {"password_file", OPT_STRING}, {"auth", OPT_AUTH},
+    {"from", OPT_STRING},        {"helo", OPT_STRING},          {"timeout", OPT_SECONDS},
+    {"tls_ca_file", OPT_STRING}, {"tls_verify", OPT_BOOL},      {"message_id_domain", OPT_STRING},
 };
 #define SMTP_NOPTS (sizeof(smtp_opts) / sizeof(smtp_opts[0]))
 
 static const char *const smtp_opt_names[] = {
-    "transport", "concurrency", "host",   "port",    "starttls",    "username",
-    "password",  "password_file", "auth", "from",    "helo",        "timeout",
-    "tls_ca_file", "tls_verify", "message_id_domain", NULL,
+    "transport",         "concurrency", "host", "port", "starttls", "username",    "password",
+    "password_file",     "auth",        "from", "helo", "timeout",  "tls_ca_file", "tls_verify",
+    "message_id_domain", NULL,
 };
 static const char *const smtp_auth_names[] = {"username", "password", "password_file", NULL};
 
@@ -208,14 +204,21 @@ static const char *
 json_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "a mapping";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "a mapping";
+    case JSON_ARRAY:
+        return "a list";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -273,8 +276,7 @@ set_string(const char *channel, const char *key, const json_t *v, const char **o
         return rc;
     }
     if (strlen(json_string_value(v)) != json_string_length(v))
-        return nerr_set(err, NULL, 0, 0, "channels.%s.%s: contains a NUL character", channel,
-                        key);
+        return nerr_set(err, NULL, 0, 0, "channels.%s.%s: contains a NUL character", channel, key);
     *out = json_string_value(v);
     return 0;
 }
@@ -289,7 +291,8 @@ parse_auth(const char *channel, const json_t *auth, struct smtp_conf *c, struct 
         return nerr_set(err, NULL, 0, 0,
                         "channels.%s.auth: expected a mapping of username and password, got %s",
                         channel, json_kind(auth));
-    json_object_foreach((json_t *)auth, key, v) {
+    json_object_foreach((json_t *)auth, key, v)
+    {
         const char **slot = strcmp(key, "username") == 0        ? &c->username
                             : strcmp(key, "password") == 0      ? &c->password
                             : strcmp(key, "password_file") == 0 ? &c->password_file
@@ -325,13 +328,16 @@ parse_settings(const char *channel, const json_t *settings, struct smtp_conf *c,
     c->tls_verify = -1;
     c->timeout = SMTP_DEFAULT_TIMEOUT;
     if (!settings)
-        return nerr_set(err, NULL, 0, 0, "channels.%s: the smtp transport needs settings "
-                                         "(at least `from`)", channel);
+        return nerr_set(err, NULL, 0, 0,
+                        "channels.%s: the smtp transport needs settings "
+                        "(at least `from`)",
+                        channel);
     if (!json_is_object(settings))
         return nerr_set(err, NULL, 0, 0, "channels.%s: expected a mapping, got %s", channel,
                         json_kind(settings));
 
-    json_object_foreach((json_t *)settings, key, v) {
+    json_object_foreach((json_t *)settings, key, v)
+    {
         const struct smtp_opt *opt = NULL;
         if (key[0] == '_')
             continue; /* the daemon's own annotations (_file, _line, _database, ...) */
@@ -369,8 +375,8 @@ parse_settings(const char *channel, const json_t *settings, struct smtp_conf *c,
         case OPT_PORT:
             if (get_int(v, 1, 65535, &c->port) < 0)
                 return nerr_set(err, NULL, 0, 0,
-                                "channels.%s.port: expected a port number 1-65535, got %s",
-                                channel, json_kind(v));
+                                "channels.%s.port: expected a port number 1-65535, got %s", channel,
+                                json_kind(v));
             break;
         case OPT_SECONDS:
             if (get_int(v, 1, 3600, &c->timeout) < 0)
@@ -416,15 +422,17 @@ parse_settings(const char *channel, const json_t *settings, struct smtp_conf *c,
         return rc;
     }
     if (strpbrk(c->host, ": \t\r\n/")) {
-        rc = nerr_set(err, NULL, 0, 0,
-                      "channels.%s.host: \"%s\" is not a host name or IPv4 address", channel,
-                      c->host);
+        rc =
+            nerr_set(err, NULL, 0, 0, "channels.%s.host: \"%s\" is not a host name or IPv4 address",
+                     channel, c->host);
         nerr_hint(err, "give the port separately as `port`; libESMTP cannot use IPv6 literals");
         return rc;
     }
     if (c->password && c->password_file)
-        return nerr_set(err, NULL, 0, 0, "channels.%s: give either password or password_file, "
-                                         "not both", channel);
+        return nerr_set(err, NULL, 0, 0,
+                        "channels.%s: give either password or password_file, "
+                        "not both",
+                        channel);
     if (c->username && !c->password && !c->password_file) {
         rc = nerr_set(err, NULL, 0, 0, "channels.%s: username is set but no password", channel);
         nerr_hint(err, "add  password_file: /etc/nudge/smtp.password");
@@ -435,8 +443,10 @@ parse_settings(const char *channel, const json_t *settings, struct smtp_conf *c,
     if (c->starttls == -1)
         c->starttls = Starttls_ENABLED;
     if (c->starttls == Starttls_DISABLED && (c->tls_ca_file || c->tls_verify != -1))
-        return nerr_set(err, NULL, 0, 0, "channels.%s: tls_ca_file/tls_verify are set but "
-                                         "starttls is no", channel);
+        return nerr_set(err, NULL, 0, 0,
+                        "channels.%s: tls_ca_file/tls_verify are set but "
+                        "starttls is no",
+                        channel);
     return 0;
 }
 
@@ -453,8 +463,7 @@ read_password(const char *channel, const char *path, char **out, struct nerr *er
     text[strcspn(text, "\r\n")] = '\0';
     if (!text[0]) {
         free(text);
-        return nerr_set(err, path, 0, 0, "channels.%s.password_file: the file is empty",
-                        channel);
+        return nerr_set(err, path, 0, 0, "channels.%s.password_file: the file is empty", channel);
     }
     *out = text;
     return 0;
@@ -484,8 +493,7 @@ make_ssl_ctx(const char *channel, const char *ca_file, SSL_CTX **out, struct ner
             ERR_clear_error();
             SSL_CTX_free(ctx);
             return nerr_set(err, ca_file, 0, 0,
-                            "channels.%s.tls_ca_file: cannot load certificates: %s", channel,
-                            why);
+                            "channels.%s.tls_ca_file: cannot load certificates: %s", channel, why);
         }
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
         ERR_clear_error();
@@ -520,6 +528,22 @@ smtp_close(void *vstate)
     free(st);
 }
 
+/* Points an error without a file of its own at the channel's mapping in
+ * nudge.yaml, from the _file/_line the daemon adds to the settings. */
+static void
+locate_error(const json_t *settings, struct nerr *err)
+{
+    const char *file;
+    if (!err || err->file[0] || !json_is_object(settings))
+        return;
+    file = json_string_value(json_object_get(settings, "_file"));
+    if (!file)
+        return;
+    snprintf(err->file, sizeof(err->file), "%s", file);
+    err->line = (int)json_integer_value(json_object_get(settings, "_line"));
+    err->col = 0;
+}
+
 static int
 smtp_open(const char *channel, json_t *settings, void **state, struct nerr *err)
 {
@@ -532,8 +556,10 @@ smtp_open(const char *channel, json_t *settings, void **state, struct nerr *err)
     if (!channel)
         channel = "email";
     pthread_once(&smtp_once, smtp_init_once);
-    if ((rc = parse_settings(channel, settings, &c, err)) < 0)
+    if ((rc = parse_settings(channel, settings, &c, err)) < 0) {
+        locate_error(settings, err);
         return rc;
+    }
 
     st = xcalloc(1, sizeof(*st));
     st->channel = xstrdup(channel);
@@ -543,13 +569,13 @@ smtp_open(const char *channel, json_t *settings, void **state, struct nerr *err)
     /* Opportunistic TLS (optional) encrypts without authenticating the
      * server, as MTAs do (RFC 7435); required TLS, or naming a CA file,
      * verifies unless told otherwise. */
-    st->tls_verify = c.tls_verify != -1 ? c.tls_verify
-                                        : st->starttls == Starttls_REQUIRED || c.tls_ca_file;
+    st->tls_verify =
+        c.tls_verify != -1 ? c.tls_verify : st->starttls == Starttls_REQUIRED || c.tls_ca_file;
     st->timeout_ms = (long)c.timeout * 1000L;
     st->from = xstrdup(c.from);
     if (mime_parse_mailbox(c.from, &from_name, &st->envelope_from) < 0) {
-        rc = nerr_set(err, NULL, 0, 0, "channels.%s.from: \"%s\" is not a valid mailbox",
-                      channel, c.from);
+        rc = nerr_set(err, NULL, 0, 0, "channels.%s.from: \"%s\" is not a valid mailbox", channel,
+                      c.from);
         nerr_hint(err, "write it as \"Display Name <user@example.com>\" or a bare address");
         goto fail;
     }
@@ -577,8 +603,10 @@ smtp_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         else if ((rc = read_password(channel, c.password_file, &st->password, err)) < 0)
             goto fail;
         if (st->starttls == Starttls_DISABLED)
-            log_warn("email", "channels.%s: AUTH without STARTTLS sends the password in clear "
-                              "text", channel);
+            log_warn("email",
+                     "channels.%s: AUTH without STARTTLS sends the password in clear "
+                     "text",
+                     channel);
     }
     if (st->starttls != Starttls_DISABLED &&
         (rc = make_ssl_ctx(channel, c.tls_ca_file, &st->ssl_ctx, err)) < 0)
@@ -587,6 +615,7 @@ smtp_open(const char *channel, json_t *settings, void **state, struct nerr *err)
     return 0;
 
 fail:
+    locate_error(settings, err);
     smtp_close(st);
     return rc;
 }
@@ -671,8 +700,7 @@ smtp_event(smtp_session_t session, int event, void *arg, ...)
         int *ok = va_arg(ap, int *);
         *ok = !st->tls_verify;
         if (!*ok)
-            snprintf(run->tls_error, sizeof(run->tls_error),
-                     "server certificate not trusted: %s",
+            snprintf(run->tls_error, sizeof(run->tls_error), "server certificate not trusted: %s",
                      X509_verify_cert_error_string(result));
         break;
     }
@@ -690,8 +718,7 @@ smtp_event(smtp_session_t session, int event, void *arg, ...)
         *ok = !st->tls_verify || cert_matches_host(ssl, st->host);
         if (!*ok)
             snprintf(run->tls_error, sizeof(run->tls_error),
-                     "server certificate is for \"%s\", not \"%s\"", name ? name : "?",
-                     st->host);
+                     "server certificate is for \"%s\", not \"%s\"", name ? name : "?", st->host);
         break;
     }
     case SMTP_EV_WEAK_CIPHER: {
@@ -770,8 +797,7 @@ smtp_monitor(const char *buf, int len, int writing, void *arg)
                 log_debug("email", "%s C: %.*s (credentials not logged)", run->st->hostport,
                           was_in_auth ? 0 : cmd, buf);
             else
-                log_debug("email", "%s C: %.*s", run->st->hostport,
-                          (int)strcspn(buf, "\r\n"), buf);
+                log_debug("email", "%s C: %.*s", run->st->hostport, (int)strcspn(buf, "\r\n"), buf);
         }
         return;
     }
@@ -828,8 +854,7 @@ settle_lost(const char *when, int session_err, struct send_result *r)
 
 /* Reads one message's fate from libESMTP's status of MAIL, RCPT and DATA. */
 static void
-settle(const struct smtp_run *run, const struct smtp_out *o, int session_err,
-       struct send_result *r)
+settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, struct send_result *r)
 {
     const smtp_status_t *mail = smtp_reverse_path_status(o->msg);
     const smtp_status_t *rcpt = smtp_recipient_status(o->rcpt);
@@ -937,7 +962,9 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
         const struct nudge_message *m = &msgs[i];
         struct smtp_out *o = &outs[i];
         struct nerr err;
-        ntime_t date = m->created_at ? m->created_at : (ntime_t)time(NULL);
+        /* The daemon's (injectable) clock stamps Date; the enqueue time and
+         * then the wall clock only stand in for a caller that left it 0. */
+        ntime_t date = m->date ? m->date : m->created_at ? m->created_at : (ntime_t)time(NULL);
         int rc;
 
         nerr_clear(&err);

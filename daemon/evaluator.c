@@ -65,11 +65,70 @@ date_field_sql(const char *field, bool *param)
     return "json_extract(c.attrs, ?)";
 }
 
-struct query {
-    struct sbuf sql;
-    /* Parameters bound in order before the audience's own. */
-    int nfixed;
+/* A set of customer ids: who is inside an `entered` condition. */
+struct idset {
+    int64_t *v; /* open addressing; 0 = empty (customer ids start at 1) */
+    size_t cap, n;
 };
+
+static void
+idset_free(struct idset *s)
+{
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+static size_t
+idset_slot(const struct idset *s, int64_t id)
+{
+    size_t h = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+    while (s->v[h] && s->v[h] != id)
+        h = (h + 1) & (s->cap - 1);
+    return h;
+}
+
+static bool
+idset_has(const struct idset *s, int64_t id)
+{
+    return s->cap && s->v[idset_slot(s, id)] == id;
+}
+
+static void
+idset_add(struct idset *s, int64_t id)
+{
+    if ((s->n + 1) * 2 > s->cap) {
+        struct idset g = {xcalloc(s->cap ? s->cap * 2 : 1024, sizeof(int64_t)),
+                          s->cap ? s->cap * 2 : 1024, 0};
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->v[i])
+                idset_add(&g, s->v[i]);
+        free(s->v);
+        *s = g;
+    }
+    size_t h = idset_slot(s, id);
+    if (!s->v[h]) {
+        s->v[h] = id;
+        s->n++;
+    }
+}
+
+static void
+idset_del(struct idset *s, int64_t id)
+{
+    size_t h;
+    if (!idset_has(s, id))
+        return;
+    /* Backward-shift deletion keeps probe chains intact. */
+    h = idset_slot(s, id);
+    s->v[h] = 0;
+    s->n--;
+    for (size_t j = (h + 1) & (s->cap - 1); s->v[j]; j = (j + 1) & (s->cap - 1)) {
+        int64_t x = s->v[j];
+        s->v[j] = 0;
+        s->n--;
+        idset_add(s, x);
+    }
+}
 
 struct win {
     struct evaluator *ev;
@@ -79,6 +138,7 @@ struct win {
     eval_row_cb cb;
     void *ud;
     struct eval_stats *stats;
+    struct idset *members; /* entered triggers */
 };
 
 static void
@@ -90,75 +150,106 @@ bind_attr_path(sqlite3_stmt *s, int idx, const char *field)
 }
 
 /*
- * Builds "FROM ... WHERE zone AND trigger-filter AND audience [AND extra]"
- * and binds it starting at *idx. The audience's own SQL has plain '?'
- * parameters, numbered by position, so the order of appends and binds must
+ * Solar birth dates whose lunar month-day is one of f->md, in every lunar
+ * year before the one being celebrated: a lunar birthday becomes an indexed
+ * `birthday IN (...)` lookup instead of a conversion per customer. A birth in
+ * a leap month counts for the regular month of the same number.
+ */
+static char **
+lunar_birth_dates(const struct fire *f, size_t *n)
+{
+    char **v = NULL;
+    size_t k = 0;
+    for (int i = 0; i < f->nmd; i++) {
+        int lm = (f->md[i][0] - '0') * 10 + (f->md[i][1] - '0');
+        int ld = (f->md[i][3] - '0') * 10 + (f->md[i][4] - '0');
+        for (int ly = CAL_LUNAR_MIN_YEAR; ly < f->year && ly <= CAL_LUNAR_MAX_YEAR; ly++) {
+            for (int leap = 0; leap <= 1; leap++) {
+                int y, m, d;
+                if (cal_solar_from_lunar(ly, lm, ld, leap, &y, &m, &d) < 0)
+                    continue;
+                v = xrealloc(v, (k + 1) * sizeof(*v));
+                v[k++] = xasprintf("%04d-%02d-%02d", y, m, d);
+            }
+        }
+    }
+    *n = k;
+    return v;
+}
+
+/*
+ * Builds "FROM ... WHERE zone AND trigger-filter [AND audience]" and binds
+ * it. The audience's own SQL has plain '?' parameters, numbered by
+ * position, so the order of appends (where_sql) and binds (where_bind) must
  * match exactly.
  */
 static void
-where_sql(struct win *w, const struct fire *f, struct sbuf *q, bool with_audience,
-          const struct audience *cond, const char *extra)
+where_sql(struct win *w, const struct fire *f, struct sbuf *q, bool with_audience, size_t nlunar)
 {
     const struct trigger *t = &w->r->trigger;
     sbuf_adds(q, " FROM ");
     sbuf_adds(q, audience_from_clause());
-    sbuf_adds(q, " WHERE coalesce(c.tz, ?) = ?");
+    /* Written so that the index on customers(tz) serves it. */
+    sbuf_adds(q, " WHERE (c.tz = ? OR (c.tz IS NULL AND ? = ?))");
     if (t->kind == TRIG_ANNIVERSARY) {
         bool param;
         const char *fs = date_field_sql(t->field, &param);
         if (t->lunar) {
-            sbuf_printf(q, " AND nudge_lunar_md(%s) IN (", fs);
-        } else if (!strcmp(t->field, "birthday")) {
-            sbuf_adds(q, " AND substr(c.birthday, -5) IN ("); /* uses customers_birthday */
+            if (!strcmp(t->field, "birthday"))
+                sbuf_adds(q, " AND c.birthday IN ("); /* uses customers_birthday_date */
+            else
+                sbuf_printf(q, " AND substr(%s, 1, 10) IN (", fs);
+            for (size_t i = 0; i < nlunar; i++)
+                sbuf_adds(q, i ? ", ?" : "?");
+            sbuf_adds(q, nlunar ? ")" : "NULL)");
         } else {
-            sbuf_printf(q, " AND (CASE WHEN substr(%s, 1, 2) = '--' THEN substr(%s, 3, 5)"
-                           " ELSE substr(%s, 6, 5) END) IN (",
-                        fs, fs, fs);
+            if (!strcmp(t->field, "birthday"))
+                sbuf_adds(q, " AND substr(c.birthday, -5) IN ("); /* uses customers_birthday */
+            else
+                sbuf_printf(q, " AND (CASE WHEN substr(%s, 1, 2) = '--' THEN substr(%s, 3, 5)"
+                               " ELSE substr(%s, 6, 5) END) IN (",
+                            fs, fs, fs);
+            for (int i = 0; i < f->nmd; i++)
+                sbuf_adds(q, i ? ", ?" : "?");
+            sbuf_printf(q, ") AND (substr(%s, 1, 2) = '--' OR CAST(substr(%s, 1, 4) AS INTEGER)"
+                           " < ?)",
+                        fs, fs);
         }
-        for (int i = 0; i < f->nmd; i++)
-            sbuf_adds(q, i ? ", ?" : "?");
-        sbuf_printf(q, ") AND (substr(%s, 1, 2) = '--' OR CAST(substr(%s, 1, 4) AS INTEGER) < ?)",
-                    fs, fs);
     }
-    if (cond)
-        sbuf_printf(q, " AND coalesce((%s), 0)", cond->sql);
     if (with_audience && w->r->audience)
         sbuf_printf(q, " AND (%s)", w->r->audience->sql);
-    if (extra)
-        sbuf_adds(q, extra);
 }
 
 static int
 where_bind(struct win *w, const struct fire *f, sqlite3_stmt *s, int idx, bool with_audience,
-           const struct audience *cond, const char *today)
+           char **lunar, size_t nlunar, const char *today)
 {
     const struct trigger *t = &w->r->trigger;
-    sqlite3_bind_text(s, idx++, w->ev->cfg->timezone, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, idx++, w->tz, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, idx++, w->tz, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, idx++, w->ev->cfg->timezone, -1, SQLITE_STATIC);
     if (t->kind == TRIG_ANNIVERSARY) {
         bool param;
-        int uses = t->lunar ? 1 : !strcmp(t->field, "birthday") ? 1 : 3;
         date_field_sql(t->field, &param);
-        /* The field expression appears `uses` times in the IN test... */
-        if (param && !t->lunar && strcmp(t->field, "birthday"))
-            for (int i = 0; i < 3; i++)
+        if (t->lunar) {
+            if (param)
                 bind_attr_path(s, idx++, t->field);
-        else if (param)
-            bind_attr_path(s, idx++, t->field);
-        (void)uses;
-        for (int i = 0; i < f->nmd; i++)
-            sqlite3_bind_text(s, idx++, f->md[i], -1, SQLITE_TRANSIENT);
-        /* ...and twice in the year test. */
-        if (param) {
-            bind_attr_path(s, idx++, t->field);
-            bind_attr_path(s, idx++, t->field);
+            for (size_t i = 0; i < nlunar; i++)
+                sqlite3_bind_text(s, idx++, lunar[i], -1, SQLITE_STATIC);
+        } else {
+            /* The field expression appears three times in the CASE... */
+            if (param)
+                for (int i = 0; i < 3; i++)
+                    bind_attr_path(s, idx++, t->field);
+            for (int i = 0; i < f->nmd; i++)
+                sqlite3_bind_text(s, idx++, f->md[i], -1, SQLITE_TRANSIENT);
+            /* ...and twice in the year test. */
+            if (param) {
+                bind_attr_path(s, idx++, t->field);
+                bind_attr_path(s, idx++, t->field);
+            }
+            sqlite3_bind_int(s, idx++, f->year);
         }
-        sqlite3_bind_int(s, idx++, f->year);
-    }
-    if (cond) {
-        idx = audience_bind(cond, s, idx, today);
-        if (idx < 0)
-            return idx;
     }
     if (with_audience && w->r->audience) {
         idx = audience_bind(w->r->audience, s, idx, today);
@@ -191,81 +282,173 @@ run(struct evaluator *ev, sqlite3_stmt *s, long *changes)
     return 0;
 }
 
-static const char *const members_extra =
-    " AND c.id NOT IN (SELECT customer_id FROM rule_members WHERE rule = ?)";
+static const char insert_delivery[] =
+    "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action, channel, due_at,"
+    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+static void
+bind_delivery(struct win *w, const struct fire *f, sqlite3_stmt *s, int64_t customer, size_t a)
+{
+    sqlite3_bind_text(s, 1, w->r->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, customer);
+    sqlite3_bind_text(s, 3, f->occurrence, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, (int64_t)a);
+    sqlite3_bind_text(s, 5, w->r->actions[a].channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, f->at);
+    sqlite3_bind_int64(s, 7, w->now);
+    sqlite3_bind_int64(s, 8, f->at);
+}
+
+/* Emits one listed row per action of the rule. */
+static int
+list_customer(struct win *w, const struct fire *f, int64_t id, const char *ext_id)
+{
+    for (size_t a = 0; a < w->r->nactions; a++) {
+        struct eval_row row = {w->r, f, w->tz, id, ext_id, a};
+        int rc;
+        w->stats->enqueued++;
+        if ((rc = w->cb(w->ud, &row)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * `entered`: one pass over the zone's customers computes, for each, whether
+ * the condition and the audience hold today; membership (who is already
+ * inside) lives in a set, so a customer fires on entering, leaves when the
+ * condition stops holding, and fires again on entering again.
+ */
+static int
+on_fire_entered(struct win *w, const struct fire *f, const char *today)
+{
+    const struct rule *r = w->r;
+    const struct audience *cond = r->trigger.condition;
+    struct sbuf q;
+    sqlite3_stmt *s = NULL, *ins = NULL, *join = NULL, *leave = NULL;
+    int rc = 0, idx;
+
+    sbuf_init(&q);
+    sbuf_printf(&q, "SELECT c.id, c.ext_id, coalesce((%s), 0), %s%s%s", cond->sql,
+                r->audience ? "coalesce((" : "", r->audience ? r->audience->sql : "1",
+                r->audience ? "), 0)" : "");
+    where_sql(w, f, &q, false, 0);
+    if ((rc = prepare(w->ev, q.s, &s)) < 0)
+        goto out;
+    /* Parameters: the condition's and audience's come first in the text. */
+    idx = audience_bind(cond, s, 1, today);
+    if (idx > 0 && r->audience)
+        idx = audience_bind(r->audience, s, idx, today);
+    if (idx < 0 || where_bind(w, f, s, idx, false, NULL, 0, today) < 0) {
+        rc = -EIO;
+        goto out;
+    }
+    if (!w->cb &&
+        (prepare(w->ev, insert_delivery, &ins) < 0 ||
+         prepare(w->ev, "INSERT OR IGNORE INTO rule_members (rule, customer_id, since)"
+                        " VALUES (?, ?, ?)", &join) < 0 ||
+         prepare(w->ev, "DELETE FROM rule_members WHERE rule = ? AND customer_id = ?", &leave) <
+             0)) {
+        rc = -EIO;
+        goto out;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        bool inside = sqlite3_column_int(s, 2) != 0, aud = sqlite3_column_int(s, 3) != 0;
+        bool member = idset_has(w->members, id);
+        if (member && !inside) {
+            idset_del(w->members, id);
+            if (leave) {
+                sqlite3_bind_text(leave, 1, r->name, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(leave, 2, id);
+                if (run(w->ev, leave, NULL) < 0)
+                    goto fail;
+                sqlite3_reset(leave);
+            }
+            continue;
+        }
+        if (member || !inside)
+            continue;
+        idset_add(w->members, id);
+        if (join) {
+            sqlite3_bind_text(join, 1, r->name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(join, 2, id);
+            sqlite3_bind_text(join, 3, today, -1, SQLITE_STATIC);
+            if (run(w->ev, join, NULL) < 0)
+                goto fail;
+            sqlite3_reset(join);
+        }
+        if (!aud)
+            continue;
+        if (w->cb) {
+            if ((rc = list_customer(w, f, id, (const char *)sqlite3_column_text(s, 1))) < 0)
+                goto out;
+            continue;
+        }
+        for (size_t a = 0; a < r->nactions; a++) {
+            bind_delivery(w, f, ins, id, a);
+            if (run(w->ev, ins, &w->stats->enqueued) < 0)
+                goto fail;
+            sqlite3_reset(ins);
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : -EIO;
+    goto out;
+fail:
+    rc = -EIO;
+out:
+    sqlite3_finalize(s);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(join);
+    sqlite3_finalize(leave);
+    sbuf_free(&q);
+    return rc;
+}
 
 static int
 on_fire(void *ud, const struct fire *f)
 {
     struct win *w = ud;
     const struct rule *r = w->r;
-    const struct audience *cond = r->trigger.kind == TRIG_ENTERED ? r->trigger.condition : NULL;
     char today[11];
     struct sbuf q;
     sqlite3_stmt *s = NULL;
+    char **lunar = NULL;
+    size_t nlunar = 0;
     int rc = 0, idx;
 
     snprintf(today, sizeof(today), "%04d-%02d-%02d", f->y, f->m, f->d);
     w->stats->fires++;
-    sbuf_init(&q);
+    if (r->trigger.kind == TRIG_ENTERED)
+        return on_fire_entered(w, f, today);
+    if (r->trigger.kind == TRIG_ANNIVERSARY && r->trigger.lunar)
+        lunar = lunar_birth_dates(f, &nlunar);
 
+    sbuf_init(&q);
     if (w->cb) {
         /* Listing: who would receive what, without writing. */
         sbuf_adds(&q, "SELECT c.id, c.ext_id");
-        where_sql(w, f, &q, true, cond, cond ? members_extra : NULL);
+        where_sql(w, f, &q, true, nlunar);
         sbuf_adds(&q, " ORDER BY c.ext_id");
         if ((rc = prepare(w->ev, q.s, &s)) < 0)
             goto out;
-        idx = where_bind(w, f, s, 1, true, cond, today);
-        if (idx < 0) {
+        if ((idx = where_bind(w, f, s, 1, true, lunar, nlunar, today)) < 0) {
             rc = idx;
             goto out;
         }
-        if (cond)
-            sqlite3_bind_text(s, idx++, r->name, -1, SQLITE_STATIC);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            for (size_t a = 0; a < r->nactions; a++) {
-                struct eval_row row = {r,
-                                       f,
-                                       w->tz,
-                                       sqlite3_column_int64(s, 0),
-                                       (const char *)sqlite3_column_text(s, 1),
-                                       a};
-                w->stats->enqueued++;
-                if ((rc = w->cb(w->ud, &row)) < 0)
-                    goto out;
-            }
-        }
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+            if ((rc = list_customer(w, f, sqlite3_column_int64(s, 0),
+                                    (const char *)sqlite3_column_text(s, 1))) < 0)
+                goto out;
         rc = rc == SQLITE_DONE ? 0 : -EIO;
         goto out;
     }
-
-    if (cond) {
-        /* Members who no longer satisfy the condition leave, so that
-         * entering again fires again. */
-        sbuf_adds(&q, "DELETE FROM rule_members WHERE rule = ? AND customer_id IN (SELECT c.id");
-        where_sql(w, f, &q, false, NULL, NULL);
-        sbuf_printf(&q, " AND NOT coalesce((%s), 0))", cond->sql);
-        if ((rc = prepare(w->ev, q.s, &s)) < 0)
-            goto out;
-        sqlite3_bind_text(s, 1, r->name, -1, SQLITE_STATIC);
-        idx = where_bind(w, f, s, 2, false, NULL, today);
-        if (idx < 0 || (idx = audience_bind(cond, s, idx, today)) < 0) {
-            rc = -EIO;
-            goto out;
-        }
-        if ((rc = run(w->ev, s, NULL)) < 0)
-            goto out;
-        sqlite3_finalize(s);
-        s = NULL;
-    }
-
     for (size_t a = 0; a < r->nactions; a++) {
         q.len = 0;
         sbuf_adds(&q, "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action,"
                       " channel, due_at, created_at, next_attempt_at)"
                       " SELECT ?, c.id, ?, ?, ?, ?, ?, ?");
-        where_sql(w, f, &q, true, cond, cond ? members_extra : NULL);
+        where_sql(w, f, &q, true, nlunar);
         if ((rc = prepare(w->ev, q.s, &s)) < 0)
             goto out;
         sqlite3_bind_text(s, 1, r->name, -1, SQLITE_STATIC);
@@ -275,36 +458,19 @@ on_fire(void *ud, const struct fire *f)
         sqlite3_bind_int64(s, 5, f->at);
         sqlite3_bind_int64(s, 6, w->now);
         sqlite3_bind_int64(s, 7, f->at);
-        idx = where_bind(w, f, s, 8, true, cond, today);
-        if (idx < 0) {
+        if ((idx = where_bind(w, f, s, 8, true, lunar, nlunar, today)) < 0) {
             rc = idx;
             goto out;
         }
-        if (cond)
-            sqlite3_bind_text(s, idx++, r->name, -1, SQLITE_STATIC);
         if ((rc = run(w->ev, s, &w->stats->enqueued)) < 0)
             goto out;
         sqlite3_finalize(s);
         s = NULL;
     }
-
-    if (cond) {
-        q.len = 0;
-        sbuf_adds(&q, "INSERT OR IGNORE INTO rule_members (rule, customer_id, since)"
-                      " SELECT ?, c.id, ?");
-        where_sql(w, f, &q, false, cond, NULL);
-        if ((rc = prepare(w->ev, q.s, &s)) < 0)
-            goto out;
-        sqlite3_bind_text(s, 1, r->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, today, -1, SQLITE_STATIC);
-        idx = where_bind(w, f, s, 3, false, cond, today);
-        if (idx < 0) {
-            rc = idx;
-            goto out;
-        }
-        rc = run(w->ev, s, NULL);
-    }
 out:
+    for (size_t i = 0; i < nlunar; i++)
+        free(lunar[i]);
+    free(lunar);
     sqlite3_finalize(s);
     sbuf_free(&q);
     return rc;
@@ -343,10 +509,22 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
     char **z = NULL;
     size_t nz = 0;
     int rc;
+    struct idset members = {NULL, 0, 0};
+    if (r->trigger.kind == TRIG_ENTERED) {
+        /* Who is inside the condition already. Listing works on this copy
+         * only; enqueueing also writes every change to rule_members. */
+        sqlite3_stmt *s;
+        if (prepare(ev, "SELECT customer_id FROM rule_members WHERE rule = ?", &s) < 0)
+            return -EIO;
+        sqlite3_bind_text(s, 1, r->name, -1, SQLITE_STATIC);
+        while (sqlite3_step(s) == SQLITE_ROW)
+            idset_add(&members, sqlite3_column_int64(s, 0));
+        sqlite3_finalize(s);
+    }
     if ((rc = zones(ev, &z, &nz)) < 0)
         return rc;
     for (size_t i = 0; i < nz && rc >= 0; i++) {
-        struct win w = {ev, r, z[i], now, cb, ud, stats};
+        struct win w = {ev, r, z[i], now, cb, ud, stats, &members};
         if (!cal_zone_valid(z[i])) {
             log_warn("eval", "customers with unknown time zone '%s' are skipped", z[i]);
             continue;
@@ -356,6 +534,7 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
     for (size_t i = 0; i < nz; i++)
         free(z[i]);
     free(z);
+    idset_free(&members);
     return rc < 0 ? rc : 0;
 }
 

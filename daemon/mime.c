@@ -273,8 +273,7 @@ text_part(const char *subtype, const char *text)
     g_mime_part_set_content(GMIME_PART(part), content);
     g_object_unref(content);
     sbuf_free(&canon);
-    enc = g_mime_part_get_best_content_encoding(GMIME_PART(part),
-                                                GMIME_ENCODING_CONSTRAINT_7BIT);
+    enc = g_mime_part_get_best_content_encoding(GMIME_PART(part), GMIME_ENCODING_CONSTRAINT_7BIT);
     if (enc == GMIME_CONTENT_ENCODING_DEFAULT)
         enc = GMIME_CONTENT_ENCODING_7BIT;
     g_mime_part_set_content_encoding(GMIME_PART(part), enc);
@@ -305,9 +304,8 @@ check_text(const char *what, const char *s, struct nerr *err)
 }
 
 int
-mime_compose_email(const struct nudge_message *m, const char *from,
-                   const char *message_id_domain, ntime_t date, struct sbuf *out,
-                   struct nerr *err)
+mime_compose_email(const struct nudge_message *m, const char *from, const char *message_id_domain,
+                   ntime_t date, struct sbuf *out, struct nerr *err)
 {
     char *from_name = NULL, *from_addr = NULL, *to_name = NULL, *subject = NULL;
     char *rule = NULL, *rendered = NULL, keybuf[32];
@@ -351,8 +349,10 @@ mime_compose_email(const struct nudge_message *m, const char *from,
     if (m->marketing && m->unsubscribe_url && !url_valid(m->unsubscribe_url)) {
         rc = nerr_set(err, NULL, 0, 0, "unsubscribe URL \"%s\" cannot go in List-Unsubscribe",
                       m->unsubscribe_url);
-        nerr_hint(err, "use an absolute http(s):// or mailto: URL of printable ASCII, "
-                       "at most %d characters", MIME_URL_MAX);
+        nerr_hint(err,
+                  "use an absolute http(s):// or mailto: URL of printable ASCII, "
+                  "at most %d characters",
+                  MIME_URL_MAX);
         goto out;
     }
     domain = message_id_domain ? message_id_domain : strrchr(from_addr, '@') + 1;

@@ -105,6 +105,7 @@ call(const char *sock, json_t *req, int *rc)
     size_t off = 0, len;
     int fd = connect_socket(sock);
     json_t *rep = NULL;
+    bool progress_shown = false;
     *rc = 0;
     if (fd < 0) {
         fprintf(stderr, "nudgectl: cannot reach nudged at %s: %s\n"
@@ -151,14 +152,17 @@ call(const char *sock, json_t *req, int *rc)
                 rep = msg;
                 break;
             }
-            if (msg && json_object_get(msg, "progress") && !json_out)
-                fprintf(stderr, "%s\r",
-                        json_string_value(json_object_get(msg, "progress")) ?: "");
+            if (msg && json_object_get(msg, "progress") && !json_out && isatty(2)) {
+                fprintf(stderr, "\r  %s   ", json_string_value(json_object_get(msg, "progress")) ?: "");
+                progress_shown = true;
+            }
             json_decref(msg);
         }
         if (rep)
             break;
     }
+    if (progress_shown)
+        fputc('\n', stderr);
     sbuf_free(&in);
 out:
     close(fd);

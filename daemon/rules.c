@@ -127,22 +127,15 @@ cron_field(const char *s, size_t len, int lo, int hi, const char *const *names, 
         }
         if (slash && cron_value(s + slash + 1, j - slash - 1, NULL, 0, &step) < 0)
             goto bad;
-        /* Day of week 7 is Sunday as well, as in Vixie cron. */
-        if (names == dow_names && b == 7 && a <= 7) {
-            if (a == 7)
-                a = 0, b = 0;
-            else
-                *bits |= 1;
-            if (b == 7)
-                b = 6;
-        }
         if (a < lo || b > hi || a > b || step < 1) {
             snprintf(why, whylen, "value out of range %d-%d", lo, hi);
             *badoff = (int)i;
             return -EINVAL;
         }
+        /* Day of week 7 is Sunday as well, as in Vixie cron; only values the
+         * step actually reaches count. */
         for (int v = a; v <= b; v += step)
-            *bits |= (uint64_t)1 << v;
+            *bits |= (uint64_t)1 << (names == dow_names && v == 7 ? 0 : v);
         i = j + 1;
         continue;
     bad:
@@ -833,7 +826,8 @@ ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out,
     }
     closedir(d);
     /* Sorted, so that errors and listings come out the same every time. */
-    qsort(names, nn, sizeof(*names), cmp_str);
+    if (nn)
+        qsort(names, nn, sizeof(*names), cmp_str);
     rs->rules = xcalloc(nn ? nn : 1, sizeof(*rs->rules));
     for (size_t i = 0; i < nn; i++) {
         struct nerr err;

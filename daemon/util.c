@@ -4,6 +4,8 @@
  */
 #include "util.h"
 
+#include <unicode/uchar.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -85,12 +87,19 @@ nerr_format(const struct nerr *e, char *buf, size_t size)
     if (e->src_line[0]) {
         int col = e->col > 0 ? e->col : 1;
         sbuf_printf(&b, "    %s\n    ", e->src_line);
-        /* Keep tabs so the caret lines up under tab-indented text. */
-        for (int i = 0; i < col - 1 && e->src_line[i]; i++) {
-            unsigned char c = (unsigned char)e->src_line[i];
-            if ((c & 0xC0) == 0x80)
-                continue; /* one column per UTF-8 character */
-            sbuf_addc(&b, c == '\t' ? '\t' : ' ');
+        /* Columns count characters; on screen a wide (CJK) character takes
+         * two cells and a tab stays a tab, so the caret lines up. */
+        int chars = 0;
+        const char *p = e->src_line;
+        while (*p && chars < col - 1) {
+            int len = 1;
+            int cells = utf8_char_cells(p, &len);
+            if (*p == '\t')
+                sbuf_addc(&b, '\t');
+            else
+                sbuf_add(&b, "  ", (size_t)cells);
+            p += len;
+            chars++;
         }
         sbuf_adds(&b, "^\n");
     }
@@ -567,4 +576,28 @@ time_format_iso(ntime_t t, char *buf, size_t size)
     civil_from_days(days, &y, &m, &d);
     snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02dZ", y, m, d, (int)(secs / 3600),
              (int)(secs / 60 % 60), (int)(secs % 60));
+}
+
+int
+utf8_char_cells(const char *s, int *len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    UChar32 cp;
+    int n, w;
+    if (u[0] < 0x80) {
+        *len = 1;
+        return u[0] < 0x20 ? 0 : 1;
+    }
+    n = u[0] >= 0xF0 ? 4 : u[0] >= 0xE0 ? 3 : u[0] >= 0xC0 ? 2 : 1;
+    cp = u[0] & (n == 4 ? 0x07 : n == 3 ? 0x0F : 0x1F);
+    for (int i = 1; i < n; i++) {
+        if ((u[i] & 0xC0) != 0x80) {
+            *len = i;
+            return 1;
+        }
+        cp = (cp << 6) | (u[i] & 0x3F);
+    }
+    *len = n;
+    w = u_getIntPropertyValue(cp, UCHAR_EAST_ASIAN_WIDTH);
+    return w == U_EA_WIDE || w == U_EA_FULLWIDTH ? 2 : 1;
 }

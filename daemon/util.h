@@ -81,6 +81,10 @@ int edit_distance(const char *a, const char *b);
 /* The closest candidate within distance 2 (or NULL). candidates ends with NULL. */
 const char *did_you_mean(const char *word, const char *const *candidates);
 
+/* Screen cells of the UTF-8 character at s (2 for East Asian wide and
+ * fullwidth ones); *len gets its length in bytes. */
+int utf8_char_cells(const char *s, int *len);
+
 /* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool utf8_valid(const char *s, size_t len);
 

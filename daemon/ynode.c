@@ -212,8 +212,28 @@ ydoc_parse(const char *file, const char *text, size_t len, struct ydoc **out, st
     b.doc->len = len;
     b.err = err;
     if (!utf8_valid(text, len)) {
-        nerr_set(err, file, 0, 0, "the file is not valid UTF-8");
-        nerr_hint(err, "save it as UTF-8");
+        /* Find the first bad byte: line and column (in characters). */
+        int line = 1, col = 1;
+        size_t i = 0, ls = 0;
+        while (i < len) {
+            size_t j = i + 1;
+            while (j < len && ((unsigned char)text[j] & 0xC0) == 0x80 && j - i < 4)
+                j++;
+            if (!utf8_valid(text + i, j - i))
+                break;
+            if (text[i] == '\n') {
+                line++;
+                col = 1;
+                ls = j;
+            } else {
+                col++;
+            }
+            i = j;
+        }
+        (void)ls;
+        nerr_set(err, file, line, col, "invalid UTF-8 (byte 0x%02x)",
+                 i < len ? (unsigned char)text[i] : 0);
+        nerr_hint(err, "save the file as UTF-8");
         ydoc_free(b.doc);
         return -EINVAL;
     }

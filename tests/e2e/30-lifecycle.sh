@@ -16,11 +16,12 @@
 #      dispatched (3,000 demo customers): exit 0 within 5 s, socket removed,
 #      no row left in state 'sending' (every row pending, retry or sent), and
 #      after a restart and an advance every row is sent with exactly one
-#      spool file per delivery id.
+#      spool file per delivery id. The advance that was cut short does not
+#      report success.
 #   6. SIGTERM while the evaluator is catching up (no dispatch batch running):
 #      exit 0 within 5 s.
 set -uo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 e2e_init 30-lifecycle
 
@@ -132,6 +133,7 @@ start_daemon "$good" 2027-01-01T00:00:00Z
 check_eq "the admin socket has mode 0660" 660 "$(stat -c %a "$good/nudge.sock")"
 
 # is_one_json TEXT: exactly one JSON document (an object with ok: true).
+# shellcheck disable=SC2317 # called through check_true
 is_one_json() {
 	"$PY" -c '
 import json, sys
@@ -206,6 +208,15 @@ check_eq "SIGTERM during dispatch: exit 0 within 5 s" 0 "$EXIT_STATUS"
 [ ! -e "$busy/nudge.sock" ]
 check_rc "the socket is removed after a stop during dispatch" 0 $?
 wait_exit "$adv" 10 || kill "$adv" 2>/dev/null
+# The advance was cut short: it must not claim success (exit 0 with the
+# clock short of its target would let a script carry on as if it had).
+adv_out=$(cat "$busy/advance.out")
+if [ "$EXIT_STATUS" = 0 ] && ! grep -q "to 2027-03-04T00:00:00Z" <<<"$adv_out"; then
+	fail "an advance cut short by SIGTERM does not report success" "(exit 0 with:)"
+	printf '%s\n' "$adv_out" | head -4 | sed 's/^/    | /' >&2
+else
+	pass "an advance cut short by SIGTERM does not report success (exit $EXIT_STATUS)"
+fi
 states=$(sql "$busy" "SELECT state || '=' || count(*) FROM deliveries GROUP BY state ORDER BY state" | tr '\n' ' ')
 echo "note: after SIGTERM: $states(of $expected in the end)"
 sending=$(sql "$busy" "SELECT count(*) FROM deliveries WHERE state = 'sending'")
@@ -232,6 +243,11 @@ check_eq "after the restart every delivery of the three days exists" "$expected"
 	"$(sql "$busy" "SELECT count(*) FROM deliveries")"
 check_eq "after the restart every delivery is sent" "$expected" \
 	"$(sql "$busy" "SELECT count(*) FROM deliveries WHERE state = 'sent'")"
+if [ "$(sql "$busy" "SELECT count(*) FROM deliveries WHERE state <> 'sent'")" != 0 ]; then
+	echo "  the advance after the restart answered:" >&2
+	printf '%s\n' "$OUT" | sed 's/^/    | /' >&2
+	queue_report "$busy"
+fi
 for ch in webhook sms; do
 	out=$(spool_check "$busy" "$ch")
 	check_rc "after the restart, $ch: exactly one spool file per delivery id ($out)" 0 $?
@@ -261,7 +277,7 @@ start_daemon "$slow" 2027-03-01T00:00:00Z
 ctl "$slow" import customers "$slow/customers.csv" >/dev/null 2>&1 || die "import for the evaluation test failed"
 stop_daemon "$slow" 5
 check_eq "SIGTERM before the catch-up test: exit 0" 0 "$EXIT_STATUS"
-start_daemon "$slow" 2027-03-01T08:00:00Z
+start_daemon "$slow" 2027-03-01T06:00:00Z
 evaluating=$(ctl_json "$slow" status | jq -r '.last_tick == null')
 stop_daemon "$slow" 5
 if [ "$evaluating" = true ]; then

@@ -20,6 +20,10 @@
 # Nothing here sleeps to wait for fires: clocks are frozen and moved with
 # `nudgectl advance`. The only waits are bounded polls (0.1 s steps) for a
 # socket to appear or a process to exit.
+#
+# Variables set here (E2E_DIR, RC, OUT, ERR, EXIT_STATUS, EXIT_TENTHS) are
+# read by the sourcing test scripts.
+# shellcheck disable=SC2034
 
 E2E_PASS=0
 E2E_FAIL=0
@@ -218,7 +222,8 @@ daemon_pid() {
 }
 
 # start_daemon DIR TIME [ARGS...]: nudged on a frozen clock at TIME; waits
-# (up to 10 s) for the admin socket. Its stderr goes to DIR/nudged.log.
+# (up to 10 s) until the admin socket answers. Its output goes to
+# DIR/nudged.log.
 start_daemon() {
 	local dir=$1 now=$2
 	shift 2
@@ -229,21 +234,25 @@ start_daemon() {
 start_daemon_args() {
 	local dir=$1 pid
 	shift
-	rm -f "$dir/nudge.sock"
+	# A socket left by a killed daemon stays in place: nudged must cope with
+	# it. Readiness is therefore a socket that answers, not one that exists.
 	"$NUDGED" -c "$dir/nudge.yaml" "$@" >>"$dir/nudged.log" 2>&1 &
 	pid=$!
 	E2E_PIDS+=("$pid")
 	echo "$pid" >"$dir/nudged.pid"
 	for _ in $(seq 1 100); do
-		[ -S "$dir/nudge.sock" ] && return 0
+		[ -S "$dir/nudge.sock" ] &&
+			"$NUDGECTL" -s "$dir/nudge.sock" status >/dev/null 2>&1 && return 0
 		if ! kill -0 "$pid" 2>/dev/null; then
+			local st=0
+			wait "$pid" 2>/dev/null || st=$?
 			tail -30 "$dir/nudged.log" >&2
-			die "nudged ($*) exited during start-up; log above"
+			die "nudged ($*) exited during start-up with status $st$([ $st -gt 128 ] && echo " (signal $((st - 128)))"); log above"
 		fi
 		sleep 0.1
 	done
 	tail -30 "$dir/nudged.log" >&2
-	die "nudged ($*) did not create $dir/nudge.sock within 10 s"
+	die "nudged ($*) did not answer on $dir/nudge.sock within 10 s"
 }
 
 # wait_exit PID SECONDS: waits for PID (a child of this shell) to exit; sets
@@ -377,4 +386,43 @@ if problems:
     sys.exit(1)
 print("%d sent %s deliveries, %d files, one each" % (len(sent), channel, len(per_id)))
 PY
+}
+
+# check_log_clean DIR: the daemon's log has no sanitizer report or crash.
+check_log_clean() {
+	local bad
+	bad=$(grep -nE 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|SUMMARY: |assertion .* failed|Segmentation fault' \
+		"$1/nudged.log" 2>/dev/null | head -5)
+	if [ -z "$bad" ]; then
+		pass "no sanitizer report or crash in $(basename "$1")/nudged.log"
+	else
+		fail "no sanitizer report or crash in $(basename "$1")/nudged.log" "(found:)"
+		printf '%s\n' "$bad" | sed 's/^/    | /' >&2
+	fi
+}
+
+# admin_results: reads "PASS what" / "FAIL what: why" lines (from a helper
+# script talking to the socket) on stdin and counts them.
+admin_results() {
+	local verdict rest n=0
+	while IFS=' ' read -r verdict rest; do
+		case $verdict in
+		PASS) pass "$rest" ;;
+		FAIL) fail "$rest" ;;
+		*) echo "$verdict $rest" ;;
+		esac
+		n=$((n + 1))
+	done
+	[ $n -gt 0 ] || fail "the socket client reported nothing"
+}
+
+# queue_report DIR: the deliveries by state, for a failure message.
+queue_report() {
+	echo "  deliveries by state (state|count|min next_attempt_at|max lease_until|a last_error):" >&2
+	sqlite3 -batch -noheader "file:$1/nudge.db?mode=ro" \
+		"SELECT state, count(*), datetime(min(next_attempt_at), 'unixepoch'),
+		        datetime(max(lease_until), 'unixepoch'), max(last_error)
+		 FROM deliveries GROUP BY state" 2>&1 | sed 's/^/    | /' >&2
+	echo "  last lines of $(basename "$1")/nudged.log:" >&2
+	tail -8 "$1/nudged.log" | sed 's/^/    | /' >&2
 }

@@ -27,7 +27,9 @@ Without a route, the answer is 200 {"status": "ok"}, except for Twilio-shaped
 paths (.../Messages.json: 201 with a message resource) and Aliyun requests
 (Action=SendSms: 200 {"Code": "OK", ...}).
 
-Each log line holds: t (arrival, unix seconds, float), method, path, query
+Each log line holds: t (arrival, unix seconds, float), client_port (the
+peer's port: requests sharing it came over one kept-alive connection),
+method, path, query
 (the raw query string), headers (a mapping, names lower-cased; repeated
 headers joined with ", "), body (text, UTF-8 with replacement), form (parsed
 application/x-www-form-urlencoded body or query for GET, keys to lists),
@@ -146,7 +148,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         entry = {
-            "t": t, "method": self.command, "path": url.path, "query": url.query,
+            "t": t, "client_port": self.client_address[1],
+            "method": self.command, "path": url.path, "query": url.query,
             "headers": headers, "body": text, "form": form, "json": parsed,
         }
         srv = self.server

@@ -142,7 +142,8 @@ compose_builds_alternative_with_utf8_text_and_html(void **state)
     assert_int_equal(g_mime_multipart_get_count(mp), 2);
     plain = g_mime_multipart_get_part(mp, 0);
     html = g_mime_multipart_get_part(mp, 1);
-    assert_true(g_mime_content_type_is_type(g_mime_object_get_content_type(plain), "text", "plain"));
+    assert_true(
+        g_mime_content_type_is_type(g_mime_object_get_content_type(plain), "text", "plain"));
     assert_true(g_mime_content_type_is_type(g_mime_object_get_content_type(html), "text", "html"));
     assert_string_equal(g_mime_object_get_content_type_parameter(plain, "charset"), "utf-8");
     assert_string_equal(g_mime_object_get_content_type_parameter(html, "charset"), "utf-8");
@@ -242,7 +243,8 @@ compose_adds_list_unsubscribe_only_to_marketing_mail(void **state)
     assert_string_equal(g_mime_object_get_header(GMIME_OBJECT(m1), "List-Unsubscribe-Post"),
                         "List-Unsubscribe=One-Click");
     /* Raw on the wire, not an RFC 2047 word a client could not click. */
-    assert_non_null(strstr(rm.s, "\r\nList-Unsubscribe: <https://shop.example.com/u/abc123?t=XyZ>\r\n"));
+    assert_non_null(
+        strstr(rm.s, "\r\nList-Unsubscribe: <https://shop.example.com/u/abc123?t=XyZ>\r\n"));
     assert_string_equal(g_mime_object_get_header(GMIME_OBJECT(m1), "Precedence"), "bulk");
     assert_string_equal(g_mime_object_get_header(GMIME_OBJECT(m1), "Auto-Submitted"),
                         "auto-generated");
@@ -390,9 +392,9 @@ parse_mailbox_splits_names_and_addresses(void **state)
 
 /* A running smtp-sink dumping each message into dir. */
 struct sink {
-    char *dir;  /* temporary directory, also holds the log */
-    int port;   /* where it listens on 127.0.0.1 */
-    pid_t pid;  /* the process */
+    char *dir; /* temporary directory, also holds the log */
+    int port;  /* where it listens on 127.0.0.1 */
+    pid_t pid; /* the process */
 };
 
 /* Starts smtp-sink with extra options (NULL-terminated). */
@@ -445,9 +447,9 @@ sink_stop(struct sink *s)
 static void *
 open_smtp(int port, const char *extra_key, json_t *extra_val)
 {
-    json_t *settings = json_pack("{s:s, s:s, s:i, s:s, s:s, s:i}", "transport", "smtp", "host",
-                                 "127.0.0.1", "port", port, "starttls", "no", "from", FROM,
-                                 "timeout", 10);
+    json_t *settings =
+        json_pack("{s:s, s:s, s:i, s:s, s:s, s:i}", "transport", "smtp", "host", "127.0.0.1",
+                  "port", port, "starttls", "no", "from", FROM, "timeout", 10);
     void *st = NULL;
     struct nerr err;
     nerr_clear(&err);
@@ -467,7 +469,7 @@ batch(struct nudge_message *msgs, size_t n)
     for (size_t i = 0; i < n; i++) {
         msgs[i] = sample((int64_t)(100 + i), i % 2 == 0);
         msgs[i].to = to[i % 4];
-        msgs[i].created_at = t0();
+        msgs[i].date = t0();
     }
 }
 
@@ -737,8 +739,8 @@ static void
 open_rejects_unknown_keys_and_wrong_types(void **state)
 {
     (void)state;
-    expect_open_error("{\"hots\": \"x\", \"from\": \"a@example.com\"}",
-                      "unknown key 'hots'", "did you mean 'host'");
+    expect_open_error("{\"hots\": \"x\", \"from\": \"a@example.com\"}", "unknown key 'hots'",
+                      "did you mean 'host'");
     expect_open_error("{\"port\": \"smtp\", \"from\": \"a@example.com\"}", "channels.email.port",
                       NULL);
     expect_open_error("{\"port\": 70000, \"from\": \"a@example.com\"}", "1-65535", NULL);
@@ -769,6 +771,29 @@ open_rejects_unknown_keys_and_wrong_types(void **state)
     expect_open_error("{\"from\": \"a@example.com\", \"message_id_domain\": \"a b\"}",
                       "message_id_domain", NULL);
     expect_open_error("[1, 2]", "expected a mapping", NULL);
+}
+
+static void
+open_points_errors_into_nudge_yaml_and_ignores_daemon_keys(void **state)
+{
+    json_t *settings = json_loads("{\"_file\": \"/etc/nudge/nudge.yaml\", \"_line\": 12, "
+                                  "\"_database\": \"nudge.db\", \"_spool_dir\": \"spool\", "
+                                  "\"transport\": \"smtp\", \"from\": \"a@example.com\"}",
+                                  0, NULL);
+    void *st = NULL;
+    struct nerr err;
+    (void)state;
+    assert_non_null(settings);
+    nerr_clear(&err);
+    assert_int_equal(channel_backend_smtp.open("email", settings, &st, &err), 0);
+    channel_backend_smtp.close(st);
+    json_object_set_new(settings, "prot", json_integer(25));
+    assert_int_equal(channel_backend_smtp.open("email", settings, &st, &err), -EINVAL);
+    assert_string_equal(err.file, "/etc/nudge/nudge.yaml");
+    assert_int_equal(err.line, 12);
+    assert_non_null(strstr(err.msg, "unknown key 'prot'"));
+    assert_non_null(strstr(err.hint, "'port'"));
+    json_decref(settings);
 }
 
 static void
@@ -823,6 +848,7 @@ main(void)
         cmocka_unit_test(send_to_a_closed_port_is_transient),
         cmocka_unit_test(classify_error_maps_codes),
         cmocka_unit_test(open_rejects_unknown_keys_and_wrong_types),
+        cmocka_unit_test(open_points_errors_into_nudge_yaml_and_ignores_daemon_keys),
         cmocka_unit_test(open_accepts_yaml_style_scalars_and_a_password_file),
     };
     g_mime_init();

@@ -139,7 +139,7 @@ batch(struct nudge_message *msgs, size_t n)
         msgs[i].subject = "我们想念您 — 20% off";
         msgs[i].text = "回来看看吧!\n";
         msgs[i].html = "<p>回来看看吧!</p>";
-        msgs[i].created_at = 1801706400;
+        msgs[i].date = 1801706400;
     }
 }
 
