@@ -351,6 +351,14 @@ advance_step(struct daemon *d, void *ud)
         daemon_when_settled(d, advance_step, w);
         return;
     }
+    if (d->frozen_now < w->target) {
+        char at[32];
+        time_format_iso(d->frozen_now, at, sizeof(at));
+        reply_err(w->c, "nudged is stopping: the clock stopped at %s, short of the target", at);
+        conn_unref(w->c);
+        free(w);
+        return;
+    }
     o = json_object();
     json_object_set_new(o, "from", jtime(w->from));
     json_object_set_new(o, "now", jtime(daemon_now(d)));
@@ -577,7 +585,7 @@ forecast_job(struct job *j)
     L.j = j;
     L.rows = json_array();
     L.limit = limit > 0 ? (long)limit : 1000000;
-    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}};
+    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}, NULL};
     for (size_t i = 0; i < j->rs->n; i++) {
         if (only && strcmp(only, j->rs->rules[i]->name))
             continue;
@@ -664,7 +672,7 @@ preview_job(struct job *j)
     L.limit = limit > 0 ? (long)limit : 5;
     L.render = true;
     L.renv = (struct render_env){st, d->cfg, j->rs, d->secret, at};
-    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}};
+    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}, NULL};
     /* The next occurrence after `at`: look a day at a time, then take the
      * whole day after the first fire so every zone's share is counted. */
     ntime_t from = at;
@@ -854,6 +862,35 @@ handle_line(struct conn *c, const char *line, size_t len)
         return;
     }
     name = arg_str(req, "cmd");
+    {
+        /* Arguments of the wrong type are errors, never silently ignored. */
+        static const char *const strings[] = {"to",   "from", "at",      "rule", "state",
+                                              "owner", "kind", "name", "data", "outcome", NULL};
+        static const char *const ints[] = {"limit", "id", NULL};
+        static const char *const bools[] = {"dead", "overdue", "all", NULL};
+        const char *k;
+        json_t *v;
+        json_object_foreach(req, k, v)
+        {
+            const char *want = NULL;
+            for (int i = 0; strings[i]; i++)
+                if (!strcmp(k, strings[i]) && !json_is_string(v))
+                    want = "a string";
+            for (int i = 0; ints[i]; i++)
+                if (!strcmp(k, ints[i]) && !json_is_integer(v))
+                    want = "an integer";
+            for (int i = 0; bools[i]; i++)
+                if (!strcmp(k, bools[i]) && !json_is_boolean(v))
+                    want = "true or false";
+            if (!strcmp(k, "cmd") && !json_is_string(v))
+                want = "a string";
+            if (want) {
+                reply_err(c, "argument '%s' must be %s", k, want);
+                json_decref(req);
+                return;
+            }
+        }
+    }
     if (!name) {
         reply_err(c, "the request has no \"cmd\"; try {\"cmd\":\"help\"}");
         json_decref(req);

@@ -8,6 +8,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "calendar.h"
 #include "log.h"
@@ -27,7 +28,11 @@ config_defaults(const char *base)
     struct config *c = xcalloc(1, sizeof(*c));
     c->database = resolve(base, "nudge.db");
     c->rules_dir = resolve(base, "rules");
-    c->calendars_dir = xstrdup(NUDGE_DATADIR "/calendars");
+    /* Installed calendars; a build that is run from its source tree uses
+     * the tree's own. */
+    c->calendars_dir = xstrdup(access(NUDGE_DATADIR "/calendars", R_OK) == 0
+                                   ? NUDGE_DATADIR "/calendars"
+                                   : NUDGE_SOURCE_DIR "/calendars");
     c->timezone = xstrdup("UTC");
     c->admin_socket = resolve(base, "nudge.sock");
     c->spool_dir = resolve(base, "spool");

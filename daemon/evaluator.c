@@ -544,6 +544,8 @@ evaluate_due(struct evaluator *ev, const struct ruleset *rs, ntime_t now, int64_
 {
     for (size_t i = 0; i < rs->n; i++) {
         const struct rule *r = rs->rules[i];
+        if (ev->stop && atomic_load(ev->stop))
+            return -ECANCELED; /* the rest is evaluated on the next start */
         ntime_t from, horizon = catch_up >= now ? 0 : now - catch_up;
         struct eval_stats late = {0, 0, 0};
         int rc;

@@ -11,6 +11,7 @@
 #ifndef NUDGE_EVALUATOR_H
 #define NUDGE_EVALUATOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,6 +42,7 @@ struct evaluator {
     struct store *st;
     const struct config *cfg;
     struct sched_env senv;
+    const atomic_bool *stop; /* when set, evaluate_due ends after the current rule; may be NULL */
 };
 
 /*

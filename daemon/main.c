@@ -58,7 +58,8 @@ eval_work(uv_work_t *w)
     struct daemon *d = w->data;
     memset(&d->eval_stats, 0, sizeof(d->eval_stats));
     /* catch_up limits only the first cycle: the time the daemon was down. */
-    d->eval_rc = evaluate_due(&(struct evaluator){d->eval_st, d->cfg, {d->hs, d->cfg->feb29_mar1}},
+    d->eval_rc = evaluate_due(&(struct evaluator){d->eval_st, d->cfg, {d->hs, d->cfg->feb29_mar1},
+                                                  &d->stopping},
                               d->eval_rs, d->eval_to, d->cycles ? INT64_MAX : d->cfg->catch_up,
                               &d->eval_stats);
 }
@@ -80,7 +81,13 @@ eval_after(uv_work_t *w, int status)
     if (d->eval_stats.enqueued)
         log_info("nudged", "%ld fire(s), %ld deliveries enqueued", d->eval_stats.fires,
                  d->eval_stats.enqueued);
-    if (d->eval_again && !atomic_load(&d->stopping)) {
+    if (atomic_load(&d->stopping)) {
+        /* A stop arrived while we evaluated: nothing more to start. */
+        if (d->jobs == 0)
+            uv_stop(d->loop);
+        return;
+    }
+    if (d->eval_again) {
         d->eval_again = false;
         daemon_cycle(d);
         return;

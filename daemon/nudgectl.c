@@ -58,6 +58,8 @@ static const char usage[] =
     "TIME is RFC 3339, e.g. 2027-02-03T10:00:00+08:00 or 2027-02-03T02:00:00Z.\n";
 
 static bool json_out;
+/* The request being built; freed on a usage error. */
+static json_t *pending_req;
 
 static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -70,6 +72,8 @@ die_usage(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry 'nudgectl --help'.\n");
+    json_decref(pending_req);
+    pending_req = NULL;
     return 2;
 }
 
@@ -343,10 +347,10 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
     } else if (getenv("NUDGE_CALENDARS")) {
         caldir = getenv("NUDGE_CALENDARS");
     } else if (access(caldir, R_OK) != 0) {
-        /* Running from a source tree: the calendars beside the rules. */
+        /* Not installed: the calendars beside the rules, else the source tree's. */
         static char alt[4096];
         snprintf(alt, sizeof(alt), "%s/../calendars", dir);
-        caldir = alt;
+        caldir = access(alt, R_OK) == 0 ? alt : NUDGE_SOURCE_DIR "/calendars";
     }
     if (holiday_set_load_dir(caldir, &hs, &err) < 0) {
         nerr_format(&err, buf, sizeof(buf));
@@ -449,7 +453,8 @@ main(int argc, char **argv)
         {"partials", required_argument, NULL, 'p'}, {"text", no_argument, NULL, 'x'},
         {"owner", required_argument, NULL, 'o'}, {"overdue", no_argument, NULL, 'O'},
         {"all", no_argument, NULL, 'A'},         {"outcome", required_argument, NULL, 'u'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0}};
     const char *sock = NULL, *cfgpath = NUDGE_SYSCONFDIR "/nudge.yaml";
     bool cfg_given = false;
     const char *to = NULL, *from = NULL, *at = NULL, *rule = NULL, *state = NULL, *data = NULL,
@@ -537,6 +542,9 @@ main(int argc, char **argv)
         case 'u':
             outcome = optarg;
             break;
+        case 'j':
+            json_out = true;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -563,7 +571,7 @@ main(int argc, char **argv)
         return cmd_render(args[0], data, partials, text);
     }
 
-    req = json_object();
+    req = pending_req = json_object();
     if (!strcmp(cmd, "status") || !strcmp(cmd, "reload") || !strcmp(cmd, "rules") ||
         !strcmp(cmd, "help")) {
         if (nargs)
@@ -597,12 +605,14 @@ main(int argc, char **argv)
             return die_usage("%s", "usage: nudgectl import customers|orders FILE.csv");
         if ((r = read_file(args[1], &text_data, &len)) < 0) {
             fprintf(stderr, "nudgectl: cannot read %s: %s\n", args[1], strerror(-r));
+            json_decref(req);
             return 1;
         }
         if (strlen(text_data) != len) {
             fprintf(stderr, "%s: error: the file contains NUL bytes; is it really CSV text?\n",
                     args[1]);
             free(text_data);
+            json_decref(req);
             return 1;
         }
         if (!utf8_valid(text_data, len)) {
@@ -624,6 +634,7 @@ main(int argc, char **argv)
                             "imported\n",
                     args[1], line);
             free(text_data);
+            json_decref(req);
             return 1;
         }
         if (!json_out)
@@ -668,7 +679,6 @@ main(int argc, char **argv)
         if (outcome)
             json_object_set_new(req, "outcome", json_string(outcome));
     } else {
-        json_decref(req);
         return die_usage("unknown command '%s'", cmd);
     }
 
@@ -690,6 +700,7 @@ main(int argc, char **argv)
     }
     rep = call(sock, req, &rc);
     json_decref(req);
+    pending_req = NULL;
     config_free(cfg);
     if (!rep)
         return rc ? rc : 3;

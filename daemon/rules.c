@@ -285,7 +285,12 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
     }
     at = ymap_get(n, "at");
     if (kind_node->type == YN_MAP) {
-        static const char *const inner[] = {"at", "day", "days", NULL};
+        static const char *const inner_weekly[] = {"at", "days", NULL};
+        static const char *const inner_monthly[] = {"at", "day", NULL};
+        static const char *const inner_other[] = {"at", NULL};
+        const char *const *inner = t->kind == TRIG_WEEKLY    ? inner_weekly
+                                   : t->kind == TRIG_MONTHLY ? inner_monthly
+                                                             : inner_other;
         if (ymap_check_keys(L->doc, kind_node, trigger_kinds[t->kind], inner, L->err) < 0)
             return -EINVAL;
         if (ymap_get(kind_node, "at")) {
@@ -308,6 +313,11 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
         v = kind_node->type == YN_MAP ? ymap_get(kind_node, "days") : ymap_get(n, "days");
         if (!v && kind_node->type != YN_MAP)
             v = kind_node;
+        if (!v) {
+            yerr(L->doc, kind_node, L->err, "weekly needs days");
+            nerr_hint(L->err, "e.g. weekly: { days: [mon, thu], at: \"10:00\" }");
+            return -EINVAL;
+        }
         if (parse_weekdays(L, v, &t->weekdays) < 0)
             return -EINVAL;
         break;
@@ -730,6 +740,8 @@ load_rule(struct loader *L, const char *path, struct rule **out)
         goto out;
     }
     r->name = xstrdup(s);
+    r->name_line = v->line;
+    r->name_col = v->col;
     if ((v = ymap_get(root, "description"))) {
         if (yget_str(L->doc, v, "description", &s, L->err) < 0)
             goto out;
@@ -843,9 +855,10 @@ ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out,
         }
         for (size_t j = 0; j < rs->n; j++) {
             if (!strcmp(rs->rules[j]->name, r->name)) {
-                sbuf_printf(&errs, "%s: error: rule name '%s' is also used by %s\n    rule names "
-                                   "must be unique: rename one of them\n",
-                            names[i], r->name, rs->rules[j]->file);
+                sbuf_printf(&errs, "%s:%d:%d: error: rule name '%s' is also used by %s:%d:%d\n"
+                                   "    rule names must be unique: rename one of them\n",
+                            names[i], r->name_line, r->name_col, r->name, rs->rules[j]->file,
+                            rs->rules[j]->name_line, rs->rules[j]->name_col);
                 nerrs++;
                 rule_free(r);
                 r = NULL;

@@ -83,6 +83,7 @@ struct rule {
     char *name;
     char *description;
     char *file;
+    int name_line, name_col; /* where `name:` is, for duplicate-name errors */
     bool marketing; /* category: marketing (caps, quiet hours, unsubscribe) or care */
     struct trigger trigger;
     struct audience *audience; /* NULL = everyone */

@@ -87,6 +87,18 @@ next_event(struct builder *b, yaml_event_t *ev)
     if (!yaml_parser_parse(&b->parser, ev)) {
         const char *what = b->parser.problem ? b->parser.problem : "invalid YAML";
         yaml_mark_t m = b->parser.problem_mark;
+        /* An unclosed bracket or quote is noticed only lines later (often at
+         * the end of the file); the place to fix is where it was opened. */
+        const char *ctx = b->parser.context;
+        if (ctx && (strstr(ctx, "flow") || strstr(ctx, "quoted"))) {
+            yaml_mark_t c = b->parser.context_mark;
+            nerr_set(b->err, b->doc->file, (int)c.line + 1, (int)c.column + 1,
+                     "%s opened here is not closed (%s, at line %d)",
+                     strstr(ctx, "quoted") ? "the quote" : "the bracket", what, (int)m.line + 1);
+            nerr_source(b->err, b->doc->text, b->doc->len);
+            nerr_hint(b->err, "close it on the same line, e.g. [a, b] or \"text\"");
+            return -EINVAL;
+        }
         nerr_set(b->err, b->doc->file, (int)m.line + 1, (int)m.column + 1, "%s%s%s", what,
                  b->parser.context ? " " : "", b->parser.context ? b->parser.context : "");
         nerr_source(b->err, b->doc->text, b->doc->len);
