@@ -1027,7 +1027,8 @@ test_calendar_file_errors_are_located(void **state)
     static const struct bad_case cases[] = {
         {"bad YAML (unclosed flow mapping)",
          "calendar: x\nholidays:\n  a: { title: \"A\", date: \"10-01\"\n  b: { date: \"10-02\" }\n",
-         4, 3, "test.yaml:4:3: error:", "quot"},
+         /* Reported where the brace opens, the place to fix it. */
+         3, 6, "test.yaml:3:6: error:", "close it"},
         {"unknown key with did-you-mean",
          "calendar: x\nholidays:\n  a: { titel: A, date: \"10-01\" }\n", 3, 8,
          "unknown key 'titel'", "did you mean 'title'"},
