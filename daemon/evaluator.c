@@ -189,8 +189,11 @@ where_sql(struct win *w, const struct fire *f, struct sbuf *q, bool with_audienc
     const struct trigger *t = &w->r->trigger;
     sbuf_adds(q, " FROM ");
     sbuf_adds(q, audience_from_clause());
-    /* Written so that the index on customers(tz) serves it. */
-    sbuf_adds(q, " WHERE (c.tz = ? OR (c.tz IS NULL AND ? = ?))");
+    /* Written so that the index on customers(tz) can serve it; for
+     * anniversaries the date index is far more selective, so the zone test
+     * is kept off the tz index there (unary +). */
+    sbuf_adds(q, t->kind == TRIG_ANNIVERSARY ? " WHERE (+c.tz = ? OR (c.tz IS NULL AND ? = ?))"
+                                             : " WHERE (c.tz = ? OR (c.tz IS NULL AND ? = ?))");
     if (t->kind == TRIG_ANNIVERSARY) {
         bool param;
         const char *fs = date_field_sql(t->field, &param);
@@ -325,23 +328,31 @@ on_fire_entered(struct win *w, const struct fire *f, const char *today)
     const struct rule *r = w->r;
     const struct audience *cond = r->trigger.condition;
     struct sbuf q;
-    sqlite3_stmt *s = NULL, *ins = NULL, *join = NULL, *leave = NULL;
-    int rc = 0, idx;
+    sqlite3_stmt *s = NULL, *ins = NULL, *join = NULL, *leave = NULL, *aud = NULL;
+    int rc = 0, idx, aud_id = 0;
 
     sbuf_init(&q);
-    sbuf_printf(&q, "SELECT c.id, c.ext_id, coalesce((%s), 0), %s%s%s", cond->sql,
-                r->audience ? "coalesce((" : "", r->audience ? r->audience->sql : "1",
-                r->audience ? "), 0)" : "");
+    /* The condition for everyone in the zone; the audience only for the
+     * few who enter (it often holds subqueries, and this runs every day). */
+    sbuf_printf(&q, "SELECT c.id, c.ext_id, coalesce((%s), 0)", cond->sql);
     where_sql(w, f, &q, false, 0);
     if ((rc = prepare(w->ev, q.s, &s)) < 0)
         goto out;
-    /* Parameters: the condition's and audience's come first in the text. */
     idx = audience_bind(cond, s, 1, today);
-    if (idx > 0 && r->audience)
-        idx = audience_bind(r->audience, s, idx, today);
     if (idx < 0 || where_bind(w, f, s, idx, false, NULL, 0, today) < 0) {
         rc = -EIO;
         goto out;
+    }
+    if (r->audience) {
+        q.len = 0;
+        sbuf_printf(&q, "SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", r->audience->sql,
+                    audience_from_clause());
+        if ((rc = prepare(w->ev, q.s, &aud)) < 0)
+            goto out;
+        if ((aud_id = audience_bind(r->audience, aud, 1, today)) < 0) {
+            rc = -EIO;
+            goto out;
+        }
     }
     if (!w->cb &&
         (prepare(w->ev, insert_delivery, &ins) < 0 ||
@@ -354,7 +365,7 @@ on_fire_entered(struct win *w, const struct fire *f, const char *today)
     }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(s, 0);
-        bool inside = sqlite3_column_int(s, 2) != 0, aud = sqlite3_column_int(s, 3) != 0;
+        bool inside = sqlite3_column_int(s, 2) != 0, in_aud = true;
         bool member = idset_has(w->members, id);
         if (member && !inside) {
             idset_del(w->members, id);
@@ -378,7 +389,12 @@ on_fire_entered(struct win *w, const struct fire *f, const char *today)
                 goto fail;
             sqlite3_reset(join);
         }
-        if (!aud)
+        if (aud) {
+            sqlite3_bind_int64(aud, aud_id, id);
+            in_aud = sqlite3_step(aud) == SQLITE_ROW && sqlite3_column_int(aud, 0);
+            sqlite3_reset(aud);
+        }
+        if (!in_aud)
             continue;
         if (w->cb) {
             if ((rc = list_customer(w, f, id, (const char *)sqlite3_column_text(s, 1))) < 0)
@@ -401,6 +417,7 @@ out:
     sqlite3_finalize(ins);
     sqlite3_finalize(join);
     sqlite3_finalize(leave);
+    sqlite3_finalize(aud);
     sbuf_free(&q);
     return rc;
 }

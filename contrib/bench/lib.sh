@@ -1,0 +1,227 @@
+# shellcheck shell=bash
+# lib.sh: helpers shared by the contrib/bench/*.sh benchmarks (sourced, not run).
+#
+# bench_init NAME   finds the source tree, builds (or reuses) a release build
+#                   in $NUDGE_BENCH_BUILD (default build-bench), builds the
+#                   HTTP sink, makes a private temporary directory $BT and
+#                   installs an EXIT trap that stops every process this bench
+#                   started (by pid, never by name) and removes $BT
+#                   (BENCH_KEEP=1 keeps it).
+# start_nudged DIR TIME   nudged -c DIR/nudge.yaml --now TIME --frozen; its
+#                   standard error goes to DIR/nudged.log with a Unix time
+#                   stamp in front of each line (so a bench can tell when the
+#                   evaluator logged "N deliveries enqueued"); sets NUDGED_PID.
+# ctl DIR ...       nudgectl on DIR/nudge.sock
+# stop_nudged DIR   SIGTERM, wait (bounded), SIGKILL if it hangs
+# start_sink        the C HTTP sink on a free port; sets SINK_PORT, SINK_PID
+# sink_count        "POSTS BYTES" from the sink
+# result ROW...     prints the one-line result and appends a row to RESULTS.md
+#
+# Everything listens on and connects to 127.0.0.1 only. Every wait here is
+# bounded (a count of 0.1 s polls or an explicit timeout).
+# shellcheck disable=SC2034
+
+PY=/usr/bin/python3
+BENCH_PIDS=()
+
+bench_die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+bench_init() {
+	BENCH_NAME=$1
+	local here
+	here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+	BENCH_DIR=$here
+	SRC=$(cd "$here/../.." && pwd)
+	BUILD=${NUDGE_BENCH_BUILD:-$SRC/build-bench}
+	case $BUILD in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
+	RESULTS=$BENCH_DIR/RESULTS.md
+	for tool in sqlite3 "$PY" cc pkg-config; do
+		command -v "$tool" >/dev/null || bench_die "$tool is needed (see contrib/bench/README.md)"
+	done
+	if [ ! -x "$BUILD/nudged" ] || [ ! -x "$BUILD/nudgectl" ]; then
+		echo "bench: building nudge (Release) in $BUILD" >&2
+		# -Wno-error=maybe-uninitialized: GCC 12 at -O3 warns about code it
+		# cannot see through; a benchmark build must not fail on a warning.
+		cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNUDGE_TESTS=OFF \
+			"-DCMAKE_C_FLAGS=-Wno-error=maybe-uninitialized -g" >/dev/null ||
+			bench_die "cmake configure failed"
+		cmake --build "$BUILD" -j2 >/dev/null || bench_die "build failed"
+	fi
+	NUDGED=$BUILD/nudged
+	NUDGECTL=$BUILD/nudgectl
+	SINK=$BUILD/sink-http
+	if [ ! -x "$SINK" ] || [ "$BENCH_DIR/sink-http.c" -nt "$SINK" ]; then
+		# shellcheck disable=SC2046
+		cc -O2 -Wall -o "$SINK" "$BENCH_DIR/sink-http.c" \
+			$(pkg-config --cflags --libs libmicrohttpd) || bench_die "cannot build sink-http"
+	fi
+	BT=$(mktemp -d "${TMPDIR:-/tmp}/nudge-bench-$BENCH_NAME.XXXXXX") || bench_die "mktemp failed"
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+bench_cleanup() {
+	local pid
+	for pid in "${BENCH_PIDS[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null
+			for _ in $(seq 1 50); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -KILL "$pid" 2>/dev/null
+		fi
+	done
+	wait 2>/dev/null
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		echo "bench: kept $BT" >&2
+	else
+		rm -rf "$BT"
+	fi
+}
+
+free_port() {
+	"$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Seconds since the epoch with nanoseconds.
+now_s() { date +%s.%N; }
+# a - b with 3 decimals
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+# n / s with 0 decimals
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
+# a / b as a percentage with 0 decimals
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", 100 * a / b; else print "?" }'; }
+
+# A time stamp in front of every line of standard input (line-buffered).
+STAMP='import sys, time
+for line in sys.stdin:
+    sys.stdout.write("%.6f %s" % (time.time(), line))
+    sys.stdout.flush()'
+
+start_nudged() {
+	local dir=$1 at=$2
+	rm -f "$dir/nudge.sock"
+	(cd "$dir" && exec "$NUDGED" -c nudge.yaml --now "$at" --frozen) \
+		2> >("$PY" -u -c "$STAMP" >"$dir/nudged.log") &
+	NUDGED_PID=$!
+	BENCH_PIDS+=("$NUDGED_PID")
+	for _ in $(seq 1 100); do
+		[ -S "$dir/nudge.sock" ] && return 0
+		kill -0 "$NUDGED_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$dir/nudged.log" >&2
+	bench_die "nudged did not start"
+}
+
+# The nudged pid (the subshell execs it, so $! is nudged itself).
+ctl() {
+	local dir=$1
+	shift
+	"$NUDGECTL" -s "$dir/nudge.sock" "$@"
+}
+
+stop_nudged() {
+	local dir=$1
+	kill -TERM "$NUDGED_PID" 2>/dev/null || return 0
+	for _ in $(seq 1 300); do
+		kill -0 "$NUDGED_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$NUDGED_PID" 2>/dev/null || true
+	wait "$NUDGED_PID" 2>/dev/null || true
+}
+
+# Time stamp of the evaluator's "N deliveries enqueued" line that reports
+# at least $2 deliveries (the fire the bench is about).
+enqueued_at() {
+	local dir=$1 n=$2
+	awk -v n="$n" '/deliveries enqueued/ { for (i = 1; i <= NF; i++) if ($i == "deliveries") k = $(i - 1); if (k + 0 >= n) { print $1; exit } }' \
+		"$dir/nudged.log"
+}
+
+start_sink() {
+	local threads=${1:-2}
+	"$SINK" 0 "$threads" 1800 >"$BT/sink.out" 2>"$BT/sink.err" &
+	SINK_PID=$!
+	BENCH_PIDS+=("$SINK_PID")
+	SINK_PORT=
+	for _ in $(seq 1 50); do
+		SINK_PORT=$(head -n1 "$BT/sink.out" 2>/dev/null)
+		[ -n "$SINK_PORT" ] && return 0
+		sleep 0.1
+	done
+	bench_die "sink-http did not start: $(cat "$BT/sink.err")"
+}
+
+sink_count() {
+	curl -s --max-time 5 "http://127.0.0.1:$SINK_PORT/count"
+}
+
+# Customers for the delivery benches: N customers born on 1990-01-15, all in
+# UTC, with an email, a +86 mobile number and both consents, so one birthday
+# fire at 2027-01-15T09:00Z enqueues all N.
+gen_customers() {
+	local n=$1 out=$2
+	"$PY" - "$n" "$out" <<'PY'
+import sys
+n, out = int(sys.argv[1]), sys.argv[2]
+with open(out, "w", encoding="utf-8", newline="") as f:
+    f.write("id,name,first_name,email,phone,birthday,tz,tier,consent_email,consent_sms\n")
+    for i in range(n):
+        f.write("B%07d,Bench Customer %d,Bench%d,bench%d@example.com,+86138%08d,1990-01-15,UTC,normal,yes,yes\n"
+                % (i, i, i, i, i))
+PY
+}
+
+# result NAME FIGURE: one line on stdout, one row in RESULTS.md.
+result() {
+	local name=$1 figure=$2 rev
+	rev=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo "?")
+	echo "$name: $figure"
+	if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then
+		[ -f "$RESULTS" ] || printf '# nudge benchmark results\n\n## Log\n\n| date (UTC) | rev | command | result |\n| --- | --- | --- | --- |\n' >"$RESULTS"
+		printf '| %s | %s | `%s` | %s |\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$rev" "$BENCH_CMD" \
+			"$figure" >>"$RESULTS"
+	fi
+}
+
+# Every process this bench started is in BENCH_PIDS; perf, if asked for,
+# samples nudged alone: PERF=1 contrib/bench/email.sh records a call graph of
+# the measured phase into $BT/perf.data and prints the top of the report.
+perf_start() {
+	PERF_PID=
+	[ "${PERF:-0}" = 1 ] || return 0
+	command -v perf >/dev/null || bench_die "PERF=1 needs perf (apt-get install linux-perf)"
+	perf record -q -g -F 499 -o "$BT/perf.data" -p "$NUDGED_PID" 2>"$BT/perf.err" &
+	PERF_PID=$!
+	BENCH_PIDS+=("$PERF_PID")
+	sleep 0.3
+}
+
+perf_stop() {
+	[ -n "${PERF_PID:-}" ] || return 0
+	kill -INT "$PERF_PID" 2>/dev/null
+	for _ in $(seq 1 100); do
+		kill -0 "$PERF_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "---- perf: top self time in nudged ($BT/perf.data) ----"
+	perf report -i "$BT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
+		grep -v '^#' | grep -E '^ +[0-9]' | head -25
+	echo "---- perf: top by thread ----"
+	perf report -i "$BT/perf.data" --no-children --sort comm,tid --stdio 2>/dev/null |
+		grep -v '^#' | grep -E '^ +[0-9]' | head -10
+	BENCH_KEEP=1
+}
+
+# CPU seconds (user + system) a process has used so far, all threads.
+cpu_s() {
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
+		"/proc/$1/stat" 2>/dev/null || echo 0
+}
