@@ -1124,7 +1124,7 @@ parse_settings(const struct conf_ctx *c, json_t *settings, struct http_state *st
 
     json_object_foreach(settings, key, v)
     {
-        const struct http_opt *opt;
+        const struct http_opt *opt = NULL;
         if (key[0] == '_')
             continue; /* the daemon's own annotations */
         if ((rc = check_key(c, key, mask, st, &opt)) < 0 ||

@@ -49,7 +49,7 @@ tu_src_dir(void)
     if (env && env[0])
         return env;
     len = strlen(__FILE__);
-    if (len > strlen(tail) && strcmp(__FILE__ + len - strlen(tail), tail) == 0)
+    if (len > strlen(tail) && strcmp(&__FILE__[len - strlen(tail)], tail) == 0)
         snprintf(dir, sizeof(dir), "%.*s", (int)(len - strlen(tail)), __FILE__);
     else
         snprintf(dir, sizeof(dir), ".");
