@@ -41,7 +41,7 @@ calendars: $SRC/calendars
 timezone: UTC
 admin_socket: nudge.sock
 spool_dir: spool
-log_level: notice
+log_level: info
 dispatch: { batch: $BATCH, concurrency: $CONC }
 channels:
   email: $2

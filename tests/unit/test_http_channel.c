@@ -64,7 +64,7 @@ src_dir(void)
     size_t len = strlen(__FILE__);
     if (env && env[0])
         return env;
-    if (len > strlen(tail) && strcmp(__FILE__ + len - strlen(tail), tail) == 0)
+    if (len > strlen(tail) && strcmp(&__FILE__[len - strlen(tail)], tail) == 0)
         snprintf(dir, sizeof(dir), "%.*s", (int)(len - strlen(tail)), __FILE__);
     else
         snprintf(dir, sizeof(dir), ".");
