@@ -92,6 +92,7 @@ struct daemon {
     struct waiter *waiters;  /* notified when evaluation and dispatch are idle */
     long sent_total, failed_total;
 
+    struct http_server *http;  /* health, metrics, unsubscribe; NULL if not configured */
     atomic_bool stopping;    /* read by workers: release instead of sending */
     ntime_t started;
     int exit_code;

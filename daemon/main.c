@@ -16,6 +16,7 @@
 #include "audience.h"
 #include "calendar.h"
 #include "daemon.h"
+#include "http.h"
 #include "import.h"
 #include "log.h"
 #include "render.h"
@@ -432,6 +433,8 @@ main(int argc, char **argv)
     json_decref(rep);
     if (dispatch_open(&d, &err) < 0 || admin_listen(&d, &err) < 0)
         goto fail;
+    if (d.cfg->http_listen && http_start(&d, &d.http, &err) < 0)
+        goto fail;
     d.exit_code = 0;
 
     uv_timer_init(d.loop, &d.tick_timer);
@@ -477,6 +480,7 @@ main(int argc, char **argv)
         fputs(buf, stderr);
     }
     admin_close(&d);
+    http_stop(d.http);
     if (d.loop)
         while (uv_run(d.loop, UV_RUN_NOWAIT))
             ;

@@ -198,7 +198,7 @@ perf_start() {
 	PERF_PID=
 	[ "${PERF:-0}" = 1 ] || return 0
 	command -v perf >/dev/null || bench_die "PERF=1 needs perf (apt-get install linux-perf)"
-	perf record -q -g -F 499 -o "$BT/perf.data" -p "$NUDGED_PID" 2>"$BT/perf.err" &
+	perf record -q --call-graph "${PERF_CALLGRAPH:-dwarf,16384}" -F "${PERF_FREQ:-250}" -o "$BT/perf.data" -p "$NUDGED_PID" 2>"$BT/perf.err" &
 	PERF_PID=$!
 	BENCH_PIDS+=("$PERF_PID")
 	sleep 0.3
