@@ -36,7 +36,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     echo "test: fuzzing the rule loader, the audience parser and the template renderer (${fuzz_seconds}s each)"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DNUDGE_FUZZ=ON -DNUDGE_TESTS=OFF \
         >build-fuzz.cmake.log 2>&1 || { cat build-fuzz.cmake.log; exit 1; }
-    cmake --build build-fuzz -j "$jobs" >/dev/null
+    cmake --build build-fuzz -j "$jobs" --target fuzz_rules fuzz_audience fuzz_template >/dev/null
     for t in fuzz_rules fuzz_audience fuzz_template; do
         corpus=$(mktemp -d)
         if ! NUDGE_SRC=$src build-fuzz/tests/fuzz/$t -max_total_time="$fuzz_seconds" -max_len=4096 \
