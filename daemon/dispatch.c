@@ -103,6 +103,10 @@ job_work(uv_work_t *w)
             outbox_finish(s->st, ds[i].id, "dead", why, s->now);
             s->failed++;
             break;
+        case RENDER_DEFER:
+            outbox_defer(s->st, ds[i].id, rd[i].defer_until, why);
+            s->other++;
+            break;
         }
     }
     if (nmsg && atomic_load(&d->stopping)) {

@@ -287,7 +287,7 @@ run(struct evaluator *ev, sqlite3_stmt *s, long *changes)
 
 static const char insert_delivery[] =
     "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action, channel, due_at,"
-    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    " created_at, next_attempt_at, marketing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 static void
 bind_delivery(struct win *w, const struct fire *f, sqlite3_stmt *s, int64_t customer, size_t a)
@@ -300,6 +300,7 @@ bind_delivery(struct win *w, const struct fire *f, sqlite3_stmt *s, int64_t cust
     sqlite3_bind_int64(s, 6, f->at);
     sqlite3_bind_int64(s, 7, w->now);
     sqlite3_bind_int64(s, 8, f->at);
+    sqlite3_bind_int(s, 9, w->r->marketing);
 }
 
 /* Emits one listed row per action of the rule. */
@@ -463,8 +464,8 @@ on_fire(void *ud, const struct fire *f)
     for (size_t a = 0; a < r->nactions; a++) {
         q.len = 0;
         sbuf_adds(&q, "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action,"
-                      " channel, due_at, created_at, next_attempt_at)"
-                      " SELECT ?, c.id, ?, ?, ?, ?, ?, ?");
+                      " channel, due_at, created_at, next_attempt_at, marketing)"
+                      " SELECT ?, c.id, ?, ?, ?, ?, ?, ?, ?");
         where_sql(w, f, &q, true, nlunar);
         if ((rc = prepare(w->ev, q.s, &s)) < 0)
             goto out;
@@ -475,7 +476,8 @@ on_fire(void *ud, const struct fire *f)
         sqlite3_bind_int64(s, 5, f->at);
         sqlite3_bind_int64(s, 6, w->now);
         sqlite3_bind_int64(s, 7, f->at);
-        if ((idx = where_bind(w, f, s, 8, true, lunar, nlunar, today)) < 0) {
+        sqlite3_bind_int(s, 8, r->marketing);
+        if ((idx = where_bind(w, f, s, 9, true, lunar, nlunar, today)) < 0) {
             rc = idx;
             goto out;
         }

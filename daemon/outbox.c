@@ -165,6 +165,22 @@ outbox_finish(struct store *st, int64_t id, const char *state, const char *reaso
 }
 
 int
+outbox_defer(struct store *st, int64_t id, ntime_t until, const char *why)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
+                           " ELSE 'pending' END, attempts = attempts - 1, lease_until = NULL,"
+                           " next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'sending'",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, until);
+    sqlite3_bind_text(s, 2, why, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, id);
+    return step_done(st, s, "defer");
+}
+
+int
 outbox_release(struct store *st, int64_t id)
 {
     sqlite3_stmt *s;

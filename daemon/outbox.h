@@ -41,6 +41,8 @@ int outbox_record(struct store *st, const struct delivery *d, const struct send_
                   ntime_t now, int64_t lifetime);
 /* Final states that are not send results. state: "suppressed" or "skipped". */
 int outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now);
+/* Holds a claimed row until `until` without counting an attempt (quiet hours). */
+int outbox_defer(struct store *st, int64_t id, ntime_t until, const char *why);
 /* Hands a claimed row back untouched (shutdown). */
 int outbox_release(struct store *st, int64_t id);
 

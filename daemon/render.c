@@ -13,6 +13,7 @@
 #include "calendar.h"
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 #include "template.h"
 
 void
@@ -318,6 +319,16 @@ render_delivery(const struct render_env *env, const struct delivery *d, struct r
     if (r->marketing && a->kind != ACT_TASK && a->kind != ACT_WEBHOOK &&
         suppressed(env->st, d->customer_id, a->channel, to, why, whylen))
         return RENDER_SUPPRESS;
+    switch (policy_check(env->st, env->cfg, r->marketing, a->channel, d->customer_id,
+                         json_string_value(json_object_get(out->ctx, "tz")), env->now,
+                         &out->defer_until, why, whylen)) {
+    case POLICY_DEFER:
+        return RENDER_DEFER;
+    case POLICY_DROP:
+        return RENDER_SUPPRESS;
+    case POLICY_SEND:
+        break;
+    }
 
     m->delivery_id = d->id;
     m->idempotency_key = keep(out, xasprintf("nudge-%lld", (long long)d->id));

@@ -32,6 +32,7 @@ enum render_status {
     RENDER_SKIP,     /* nothing to send (rule removed, no address): state skipped */
     RENDER_SUPPRESS, /* consent withdrawn or address suppressed: state suppressed */
     RENDER_FAIL,     /* a template failed: state dead with the reason */
+    RENDER_DEFER,    /* quiet hours: back to pending until out->defer_until */
 };
 
 /* A rendered message and the storage its strings point into. */
@@ -40,6 +41,7 @@ struct rendered {
     json_t *ctx;
     char *strs[12];
     int nstrs;
+    ntime_t defer_until; /* RENDER_DEFER */
 };
 
 enum render_status render_delivery(const struct render_env *env, const struct delivery *d,

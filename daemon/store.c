@@ -96,7 +96,10 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (rule, customer_id)) WITHOUT ROWID;"
     "CREATE INDEX deliveries_customer ON deliveries(customer_id, sent_at);"
     "CREATE INDEX customers_tz ON customers(tz);"
-    "CREATE INDEX customers_birthday_date ON customers(birthday);",
+    "CREATE INDEX customers_birthday_date ON customers(birthday);"
+    /* Marketing or care, as the rule said when the delivery was made:
+     * frequency caps count marketing messages only. */
+    "ALTER TABLE deliveries ADD COLUMN marketing INTEGER NOT NULL DEFAULT 1;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -22,7 +22,7 @@
  *   attribute_keys(key PRIMARY KEY)            -- every custom attribute seen
  *   deliveries(id INTEGER PRIMARY KEY, rule, customer_id, occurrence, action INTEGER,
  *          channel, state, due_at, created_at, attempts, next_attempt_at,
- *          lease_until, last_error, sent_at,
+ *          lease_until, last_error, sent_at, marketing 0|1,
  *          UNIQUE(rule, customer_id, occurrence, action))
  *       state: pending | sending | sent | retry | dead | suppressed | skipped
  *   suppressions(channel, address, reason, created_at) PRIMARY KEY(channel, address)

@@ -225,3 +225,18 @@ cpu_s() {
 	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
 		"/proc/$1/stat" 2>/dev/null || echo 0
 }
+
+# The machine is shared: every result notes how busy it was. machine_mark
+# remembers /proc/stat; machine_busy prints "busy B% of C cores, load L"
+# for the time since the mark (B counts every process, ours included).
+machine_mark() {
+	MACHINE_STAT=$(awk '/^cpu / { idle = $5 + $6; t = 0; for (i = 2; i <= NF; i++) t += $i; print t, idle }' /proc/stat)
+}
+machine_busy() {
+	local now
+	now=$(awk '/^cpu / { idle = $5 + $6; t = 0; for (i = 2; i <= NF; i++) t += $i; print t, idle }' /proc/stat)
+	awk -v a="$MACHINE_STAT" -v b="$now" -v c="$(nproc)" -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); t = y[1] - x[1]; i = y[2] - x[2]; u = 0
+		if (t > 0) u = 100 * (t - i) / t
+		printf "machine busy %.0f%% of %d cores, load %s", u, c, l }'
+}

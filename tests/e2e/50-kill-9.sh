@@ -53,6 +53,8 @@ data=$E2E_DIR/data/crash
 smtp_rec=$E2E_TMP/smtp.records
 hook_log=$E2E_TMP/webhook.jsonl
 inflight=$E2E_TMP/inflight.tsv
+kill_times=$E2E_TMP/kills.tsv
+: >"$kill_times"
 : >"$smtp_rec"
 : >"$hook_log"
 : >"$inflight"
@@ -144,12 +146,15 @@ t=$(date -u -d 2027-03-10T08:59:00Z +%s)
 kills=0
 for round in $(seq 1 "$KILLS"); do
 	start_daemon "$inst" "$(iso "$t")"
+	up=$(date +%s.%N)
 	ctl "$inst" advance --to "$(iso $((t + 60)))" >"$E2E_TMP/advance.$round" 2>&1 &
 	adv=$!
 	ms=$((200 + RANDOM % 1301))
 	sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+	killed=$(date +%s.%N)
 	kill9_daemon "$inst"
 	kills=$((kills + 1))
+	printf '%s\t%s\t%s\n' "$round" "$up" "$killed" >>"$kill_times"
 	wait_exit "$adv" 10 || { kill -KILL "$adv" 2>/dev/null; wait "$adv" 2>/dev/null; }
 	sql "$inst" "SELECT $round, id FROM deliveries WHERE state = 'sending'" | tr '|' '\t' >>"$inflight"
 	n_flight=$(sql "$inst" "SELECT count(*) FROM deliveries WHERE state = 'sending'")
@@ -183,8 +188,8 @@ check_eq "the database passes PRAGMA integrity_check" ok \
 
 # ---- the tally ------------------------------------------------------------------------
 admin_results < <("$PY" "$data/tally.py" --db "$inst/nudge.db" --smtp "$smtp_rec" \
-	--webhook "$hook_log" --inflight "$inflight" --kills "$kills" --batch "$BATCH" \
-	--concurrency "$CONCURRENCY" --expected $((2 * CUSTOMERS)) --hook-path "$HOOK_PATH" \
-	--summary "$E2E_TMP/summary" 2>&1)
+	--webhook "$hook_log" --inflight "$inflight" --kill-times "$kill_times" --kills "$kills" \
+	--batch "$BATCH" --concurrency "$CONCURRENCY" --expected $((2 * CUSTOMERS)) \
+	--hook-path "$HOOK_PATH" --summary "$E2E_TMP/summary" 2>&1)
 [ -s "$E2E_TMP/summary" ] && cat "$E2E_TMP/summary"
 e2e_finish

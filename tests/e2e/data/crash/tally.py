@@ -13,6 +13,9 @@ Inputs:
   --webhook FILE     tests/http/receiver.py's JSON-lines log
   --inflight FILE    "ROUND<TAB>ID" per row in state 'sending' right after each
                      kill: the rows that were in flight when the daemon died
+  --kill-times FILE   "ROUND<TAB>STARTED<TAB>KILLED" (unix seconds) per kill:
+                     only for the INFO lines on how long the results of rows
+                     already at the receiver waited unrecorded before the kill
   --kills N --batch B --concurrency C --expected N --hook-path PATH
 
 Checks (per channel, email and webhook):
@@ -29,7 +32,7 @@ Checks (per channel, email and webhook):
     same recipient / URL path) as its first arrival, so a receiver can drop it;
   - a delivery arrived at most as often as it was claimed (attempts), and
     every delivery that arrived more than once was in flight ('sending') at
-    one of the kills;
+    one of the kills, and at most 1 + (the number of such kills) times;
   - duplicates <= kills * batch * concurrency (the rows a dispatcher can
     have in flight at one kill, summed over the kills).
 """
@@ -69,6 +72,7 @@ def main():
     ap.add_argument("--smtp", required=True)
     ap.add_argument("--webhook", required=True)
     ap.add_argument("--inflight", required=True)
+    ap.add_argument("--kill-times", help="ROUND<TAB>START<TAB>KILL (unix seconds) per kill")
     ap.add_argument("--kills", type=int, required=True)
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--concurrency", type=int, required=True)
@@ -113,6 +117,7 @@ def main():
 
     # ---- email ---------------------------------------------------------------
     email_recv = defaultdict(list)  # id -> [(msgid, rcpts)]
+    arrivals = {"email": defaultdict(list), "webhook": defaultdict(list)}  # id -> [unix time]
     bad_email = []
     n_email = 0
     for line in open(a.smtp, encoding="utf-8"):
@@ -121,12 +126,13 @@ def main():
             bad_email.append("malformed record line %r" % line[:80])
             continue
         n_email += 1
-        _, msgid, rcpts, _ = parts
+        t, msgid, rcpts, _ = parts
         m = MSGID_RE.match(msgid)
         if not m:
             bad_email.append("Message-ID %r is not nudge's" % msgid)
             continue
         i = int(m.group(1))
+        arrivals["email"][i].append(float(t))
         email_recv[i].append((msgid, rcpts))
         r = by_id.get(i)
         if r is None or r[1] != "email":
@@ -148,6 +154,7 @@ def main():
             bad_hook.append("webhook-id %r is not nudge's (%s %s)" % (wid, req.get("method"), req.get("path")))
             continue
         i = int(m.group(1))
+        arrivals["webhook"][i].append(float(req.get("t", 0)))
         hook_recv[i].append((wid, req.get("path")))
         r = by_id.get(i)
         body = req.get("json") or {}
@@ -159,6 +166,26 @@ def main():
             bad_hook.append("%s: body idempotency_key %r" % (wid, body.get("idempotency_key")))
         if req.get("signature_valid") is not True:
             bad_hook.append("%s: signature does not verify" % wid)
+
+    # Rows in flight at a kill that had already reached the receiver during
+    # that round: their results existed but were not yet recorded when the
+    # process died (the dispatcher records a batch's results in one
+    # transaction after the whole batch). These are the duplicates.
+    if a.kill_times:
+        rounds = {}
+        for line in open(a.kill_times, encoding="utf-8"):
+            if line.strip():
+                r, up, killed = line.split("\t")
+                rounds[int(r)] = (float(up), float(killed))
+        for ch in ("email", "webhook"):
+            per = []
+            for r, (up, killed) in sorted(rounds.items()):
+                ids = [i for i, rs in inflight.items() if r in rs and by_id.get(i, (0, ""))[1] == ch]
+                before = [killed - t for i in ids for t in arrivals[ch].get(i, []) if up <= t <= killed]
+                per.append("r%d %d/%d%s" % (r, len(before), len(ids),
+                                            " (waited up to %d ms)" % (max(before) * 1000) if before else ""))
+            info("%s rows in flight at each kill that had already arrived (arrived/in flight): %s"
+                 % (ch, ", ".join(per)))
 
     summary = {}
     limit = a.kills * a.batch * a.concurrency
@@ -195,6 +222,13 @@ def main():
         check(not not_inflight, "every duplicated %s delivery was in flight at a kill" % ch,
               "%d duplicated deliveries were not 'sending' at any kill, e.g. %s" % (
                   len(not_inflight), not_inflight[:5]))
+        # Each repeat needs a claim that died with the process: a delivery
+        # in flight at k kills arrives at most k + 1 times.
+        too_many = {i: (len(v), sorted(inflight.get(i, ()))) for i, v in recv.items()
+                    if len(v) - 1 > len(inflight.get(i, ()))}
+        check(not too_many, "no %s delivery repeated more often than the kills it was in flight at"
+              % ch, "%d deliveries, id: (arrivals, kill rounds in flight) %s" % (
+                  len(too_many), dict(list(too_many.items())[:5])))
         ndup = n_total - len(distinct)
         check(ndup <= limit, "%s duplicates (%d) <= kills x batch x concurrency (%d x %d x %d = %d)" % (
             ch, ndup, a.kills, a.batch, a.concurrency, limit), "too many")
