@@ -84,12 +84,16 @@ ctl "$inst" import customers "$BT/customers.csv" >/dev/null || bench_die "import
 ti1=$(now_s)
 m0=$(sink_msgs)
 c0=$(cpu_s "$NUDGED_PID")
+k0=$(cpu_s "$SMTP_SINK_PID")
 perf_start
+machine_mark
 t0=$(now_s)
 ctl "$inst" --json advance --to 2027-01-15T09:00:00Z >"$BT/advance.json" || bench_die "advance failed: $(cat "$BT/advance.json")"
 t2=$(now_s)
+busy_nudged=$(machine_busy)
 perf_stop
 c1=$(cpu_s "$NUDGED_PID")
+k1=$(cpu_s "$SMTP_SINK_PID")
 sleep 0.5
 m1=$(sink_msgs)
 t1=$(enqueued_at "$inst" "$N")
@@ -104,25 +108,29 @@ total=$(fsub "$t2" "$t0")
 enq=$(fsub "$t1" "$t0")
 disp=$(fsub "$t2" "$t1")
 cpu=$(fsub "$c1" "$c0")
+cpu_msg=$(awk -v c="$cpu" -v n="$N" 'BEGIN { printf "%.0f", 1e6 * c / n }')
+sink_cpu=$(fsub "$k1" "$k0")
 
 # ---- smtp-source, same sink, same count, same size, -s = concurrency ----
 best=
 for run in 1 2; do
 	m0=$(sink_msgs)
+	machine_mark
 	s0=$(now_s)
 	timeout 600 /usr/sbin/smtp-source -s "$CONC" -m "$N" -l "$body" -d -N \
 		-f shop@example.com -t bench@example.com -M bench.example.com "127.0.0.1:$port" ||
 		echo "bench: smtp-source exited with $?" >&2
 	s1=$(now_s)
+	busy_src=$(machine_busy)
 	sleep 0.5
 	m1=$(sink_msgs)
 	el=$(fsub "$s1" "$s0")
-	echo "smtp-source run $run: $((m1 - m0)) messages in ${el}s ($(rate "$N" "$el")/s)"
+	echo "smtp-source run $run: $((m1 - m0)) messages in ${el}s ($(rate "$N" "$el")/s; $busy_src)"
 	if [ -z "$best" ] || awk -v a="$el" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$el; fi
 done
 
 r_total=$(rate "$sent" "$total")
 r_disp=$(rate "$sent" "$disp")
 r_src=$(rate "$N" "$best")
-echo "nudged: import ${N} customers $(fsub "$ti1" "$ti0")s; advance ${total}s = enqueue ${enq}s + dispatch ${disp}s; nudged CPU ${cpu}s; message ${size} bytes"
-result "email" "$sent msgs ($size B): nudged $r_total msg/s end to end (enqueue ${enq}s + dispatch ${disp}s), $r_disp msg/s dispatch only; smtp-source -s $CONC -d $r_src msg/s; ratio $(pct "$r_total" "$r_src")% end to end, $(pct "$r_disp" "$r_src")% dispatch (goal 50%)"
+echo "nudged: import ${N} customers $(fsub "$ti1" "$ti0")s; advance ${total}s = enqueue ${enq}s + dispatch ${disp}s; nudged CPU ${cpu}s (${cpu_msg} us/msg), smtp-sink CPU ${sink_cpu}s; message ${size} bytes; $busy_nudged"
+result "email" "$sent msgs of $size B: nudged **$r_total msg/s** end to end (enqueue ${enq}s + dispatch ${disp}s; $r_disp msg/s dispatch only; ${cpu_msg} us CPU/msg); smtp-source -s $CONC -d **$r_src msg/s**; ratio **$(pct "$r_total" "$r_src")%** end to end, $(pct "$r_disp" "$r_src")% dispatch only (goal 50%); $busy_nudged"

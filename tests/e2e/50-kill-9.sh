@@ -165,6 +165,10 @@ for round in $(seq 1 "$KILLS"); do
 	t=$((t + 60 + LEASE + 60))
 done
 
+n_hit=$(grep -c . "$inflight")
+check_true "the kills hit deliveries in flight ($n_hit rows in state 'sending' over $kills kills)" \
+	test "$n_hit" -gt 0
+
 # ---- recovery: advance (bounded) until nothing is left to send ---------------------------
 start_daemon "$inst" "$(iso "$t")"
 left=
