@@ -43,6 +43,8 @@ struct chan {
     json_t *settings;
     struct slot *slots;
     int nslots;
+    int64_t lifetime; /* retry lifetime: the channel's own, else dispatch.lifetime */
+    int max_attempts; /* 0 = bounded by lifetime only */
 };
 
 /* Someone waiting for "everything due up to now is settled" (advance). */

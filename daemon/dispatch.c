@@ -14,6 +14,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "render.h"
+#include "ynode.h"
 
 static void
 add_suppression(struct store *st, const char *channel, const char *address, const char *reason,
@@ -122,7 +123,7 @@ job_work(uv_work_t *w)
     for (size_t k = 0; k < nmsg; k++) {
         struct delivery *dl = &ds[idx[k]];
         const struct nudge_message *m = &msgs[k];
-        outbox_record(s->st, dl, &res[k], s->now, d->cfg->dispatch.lifetime);
+        outbox_record(s->st, dl, &res[k], s->now, c->lifetime, c->max_attempts);
         if (res[k].status == SEND_OK) {
             char *detail = xasprintf("%s %s (%s)", m->channel, m->rule, m->occurrence);
             add_timeline(s->st, dl->customer_id, s->now, "sent", detail);
@@ -215,6 +216,47 @@ dispatch_kick(struct daemon *d)
     check_settled(d);
 }
 
+/* concurrency, lifetime and max_attempts in a channel's mapping override
+ * the dispatch defaults for that channel. */
+static int
+take_channel_limits(struct daemon *d, struct chan *c, struct nerr *err)
+{
+    int line = (int)json_integer_value(json_object_get(c->settings, "_line"));
+    json_t *v;
+    if ((v = json_object_get(c->settings, "concurrency"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 256) {
+            nerr_set(err, d->cfg->file, line, 0, "channels.%s.concurrency must be 1 to 256",
+                     c->name);
+            return -EINVAL;
+        }
+        c->nslots = (int)json_integer_value(v);
+        json_object_del(c->settings, "concurrency");
+    }
+    if ((v = json_object_get(c->settings, "lifetime"))) {
+        int64_t secs;
+        if (json_is_integer(v))
+            secs = json_integer_value(v);
+        else if (!json_is_string(v) || parse_duration(json_string_value(v), &secs) < 0) {
+            nerr_set(err, d->cfg->file, line, 0, "channels.%s.lifetime must be a duration",
+                     c->name);
+            nerr_hint(err, "e.g. lifetime: 6h (SMS are stale sooner than mail)");
+            return -EINVAL;
+        }
+        c->lifetime = secs;
+        json_object_del(c->settings, "lifetime");
+    }
+    if ((v = json_object_get(c->settings, "max_attempts"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000) {
+            nerr_set(err, d->cfg->file, line, 0, "channels.%s.max_attempts must be 1 to 1000",
+                     c->name);
+            return -EINVAL;
+        }
+        c->max_attempts = (int)json_integer_value(v);
+        json_object_del(c->settings, "max_attempts");
+    }
+    return 0;
+}
+
 int
 dispatch_open(struct daemon *d, struct nerr *err)
 {
@@ -253,6 +295,10 @@ dispatch_open(struct daemon *d, struct nerr *err)
         json_object_set_new(c->settings, "_spool_dir", json_string(d->cfg->spool_dir));
         json_object_set_new(c->settings, "_database", json_string(d->cfg->database));
         c->nslots = (int)d->cfg->dispatch.concurrency;
+        c->lifetime = d->cfg->dispatch.lifetime;
+        /* Per-channel dispatch settings are the dispatcher's, not the backend's. */
+        if (take_channel_limits(d, c, err) < 0)
+            return -EINVAL;
         if (!strcmp(transport, "spool") || !strcmp(transport, "task"))
             c->nslots = 1; /* local writes gain nothing from parallel sessions */
         c->slots = xcalloc((size_t)c->nslots, sizeof(*c->slots));

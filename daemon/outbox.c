@@ -112,7 +112,7 @@ step_done(struct store *st, sqlite3_stmt *s, const char *what)
 
 int
 outbox_record(struct store *st, const struct delivery *d, const struct send_result *res,
-              ntime_t now, int64_t lifetime)
+              ntime_t now, int64_t lifetime, int max_attempts)
 {
     sqlite3_stmt *s;
     if (res->status == SEND_OK) {
@@ -131,6 +131,10 @@ outbox_record(struct store *st, const struct delivery *d, const struct send_resu
     snprintf(why, sizeof(why), "%s", res->error[0] ? res->error : "failed");
     if (res->status == SEND_PERMANENT) {
         state = "dead";
+    } else if (max_attempts > 0 && d->attempts >= max_attempts) {
+        state = "dead";
+        snprintf(why, sizeof(why), "gave up after %d attempts (max_attempts): %s", d->attempts,
+                 res->error[0] ? res->error : "failed");
     } else if (next > d->created_at + lifetime) {
         state = "dead";
         snprintf(why, sizeof(why), "gave up after %d attempts over the %llds lifetime: %s",

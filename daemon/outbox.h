@@ -36,9 +36,11 @@ void delivery_clear(struct delivery *d);
 int outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, size_t max,
                  struct delivery **out, size_t *n);
 
-/* Records the result of one attempt. lifetime bounds retries. */
+/* Records the result of one attempt. Retries stop (dead, with the last error)
+ * once the next try would fall after created_at + lifetime, or after
+ * max_attempts attempts when max_attempts > 0. */
 int outbox_record(struct store *st, const struct delivery *d, const struct send_result *res,
-                  ntime_t now, int64_t lifetime);
+                  ntime_t now, int64_t lifetime, int max_attempts);
 /* Final states that are not send results. state: "suppressed" or "skipped". */
 int outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now);
 /* Holds a claimed row until `until` without counting an attempt (quiet hours). */

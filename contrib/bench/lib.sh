@@ -240,3 +240,97 @@ machine_busy() {
 		if (t > 0) u = 100 * (t - i) / t
 		printf "machine busy %.0f%% of %d cores, load %s", u, c, l }'
 }
+
+# wrk against the sink: the receiver-only limit. POSTs of $2 bytes (JSON
+# content type) for $3 seconds over $4 connections and 2 threads; prints
+# requests/s. wrk is a bench-only dependency (apt-get install wrk).
+wrk_limit() {
+	local url=$1 size=$2 secs=$3 conns=$4
+	command -v wrk >/dev/null || bench_die "wrk is needed for the receiver-only limit (apt-get install wrk)"
+	cat >"$BT/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"pad":"' .. string.rep("x", math.max($size - 10, 1)) .. '"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+	timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" -s "$BT/post.lua" "$url" >"$BT/wrk.txt" 2>&1 ||
+		bench_die "wrk failed: $(cat "$BT/wrk.txt")"
+	awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$BT/wrk.txt"
+}
+
+# http_bench NAME N ACTION-YAML CHANNEL CHANNEL-YAML
+# The webhook and sms benches: N customers, one birthday fire of a care rule
+# whose one action is ACTION-YAML (SINK_URL in it is replaced by the sink's
+# URL), channels.CHANNEL = CHANNEL-YAML, dispatch { batch: $BATCH,
+# concurrency: $CONC }, into sink-http; then wrk against the same sink with
+# POSTs of the same size over as many connections as nudged may open
+# (concurrency x max_connections). Sets H_* variables for the caller.
+http_bench() {
+	local name=$1 n=$2 action=$3 channel=$4 chyaml=$5 inst
+	start_sink 2
+	local url="http://127.0.0.1:$SINK_PORT"
+	mkdir -p "$BT/rules"
+	cat >"$BT/rules/bench-$name.yaml" <<YAML
+name: bench-$name
+category: care
+trigger: { anniversary: birthday, at: "09:00" }
+coupon: { percent_off: 10, valid_days: 14, prefix: BENCH }
+actions:
+  - ${action//SINK_URL/$url}
+YAML
+	gen_customers "$n" "$BT/customers.csv"
+	inst=$BT/nudged
+	mkdir -p "$inst"
+	cat >"$inst/nudge.yaml" <<YAML
+database: nudge.db
+rules: $BT/rules
+calendars: $SRC/calendars
+timezone: UTC
+admin_socket: nudge.sock
+spool_dir: spool
+dispatch: { batch: $BATCH, concurrency: $CONC }
+channels:
+  $channel: ${chyaml//SINK_URL/$url}
+YAML
+	start_nudged "$inst" 2027-01-15T08:00:00Z
+	ctl "$inst" import customers "$BT/customers.csv" >/dev/null || bench_die "import failed"
+	local p0 b0 p1 b1 c0 c1 t0 t1 t2
+	read -r p0 b0 < <(sink_count)
+	c0=$(cpu_s "$NUDGED_PID")
+	local s0
+	s0=$(cpu_s "$SINK_PID")
+	perf_start
+	machine_mark
+	t0=$(now_s)
+	ctl "$inst" --json advance --to 2027-01-15T09:00:00Z >"$BT/advance.json" ||
+		bench_die "advance failed: $(cat "$BT/advance.json")"
+	t2=$(now_s)
+	H_BUSY=$(machine_busy)
+	perf_stop
+	c1=$(cpu_s "$NUDGED_PID")
+	H_SINK_CPU=$(fsub "$(cpu_s "$SINK_PID")" "$s0")
+	read -r p1 b1 < <(sink_count)
+	t1=$(enqueued_at "$inst" "$n")
+	[ -n "$t1" ] || t1=$t0
+	H_SENT=$(sqlite3 "$inst/nudge.db" "SELECT count(*) FROM deliveries WHERE state = 'sent'")
+	H_STATES=$(sqlite3 "$inst/nudge.db" "SELECT group_concat(state || '=' || n, ' ') FROM (SELECT state, count(*) n FROM deliveries GROUP BY state)")
+	stop_nudged "$inst"
+	H_POSTS=$((p1 - p0))
+	[ "$H_SENT" = "$n" ] || echo "bench: warning: $H_SENT of $n deliveries sent ($H_STATES)" >&2
+	[ "$H_POSTS" = "$n" ] || echo "bench: warning: the sink counted $H_POSTS requests, expected $n" >&2
+	H_SIZE=$(((b1 - b0) / (H_POSTS > 0 ? H_POSTS : 1)))
+	H_TOTAL=$(fsub "$t2" "$t0")
+	H_ENQ=$(fsub "$t1" "$t0")
+	H_DISP=$(fsub "$t2" "$t1")
+	H_CPU=$(fsub "$c1" "$c0")
+	H_CPU_MSG=$(awk -v c="$H_CPU" -v n="$n" 'BEGIN { printf "%.0f", 1e6 * c / n }')
+	H_RATE=$(rate "$H_SENT" "$H_TOTAL")
+	H_RATE_DISP=$(rate "$H_SENT" "$H_DISP")
+	# The receiver alone, same sink, same body size, same connection count.
+	local conns=$((CONC * MAXCONN))
+	machine_mark
+	H_WRK=$(wrk_limit "$url/$name" "$H_SIZE" "${WRK_SECONDS:-5}" "$conns")
+	H_WRK_BUSY=$(machine_busy)
+	H_CONNS=$conns
+	echo "nudged: advance ${H_TOTAL}s = enqueue ${H_ENQ}s + dispatch ${H_DISP}s; $H_SENT sent, sink counted $H_POSTS requests of $H_SIZE body bytes; nudged CPU ${H_CPU}s (${H_CPU_MSG} us/request), sink CPU ${H_SINK_CPU}s; $H_BUSY"
+	echo "wrk -t2 -c$conns -d${WRK_SECONDS:-5}s, POST $H_SIZE bytes: $H_WRK requests/s; $H_WRK_BUSY"
+}

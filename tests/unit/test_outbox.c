@@ -433,12 +433,12 @@ ok_result_marks_the_delivery_sent(void **state)
     int64_t a = add_delivery(f, "a", "email", 100, 50);
     struct delivery d = claim_one(f, 150);
     struct send_result ok = result(SEND_OK, ""), late = result(SEND_PERMANENT, "late");
-    assert_int_equal(outbox_record(f->st, &d, &ok, 160, 3 * 86400), 0);
+    assert_int_equal(outbox_record(f->st, &d, &ok, 160, 3 * 86400, 0), 0);
     assert_string_equal(state_of(f, a), "sent");
     assert_int_equal(col_of(f, a, "sent_at"), 160);
     assert_int_equal(col_of(f, a, "lease_until"), INT64_MIN); /* NULL */
     /* A second result for the same attempt (a stale worker) changes nothing. */
-    assert_int_equal(outbox_record(f->st, &d, &late, 170, 3 * 86400), 0);
+    assert_int_equal(outbox_record(f->st, &d, &late, 170, 3 * 86400, 0), 0);
     assert_string_equal(state_of(f, a), "sent");
     delivery_clear(&d);
 }
@@ -452,7 +452,7 @@ transient_failure_retries_after_backoff(void **state)
     struct delivery d = claim_one(f, 1000), *none;
     size_t n;
     int64_t next;
-    assert_int_equal(outbox_record(f->st, &d, &tmp, 1010, 3 * 86400), 0);
+    assert_int_equal(outbox_record(f->st, &d, &tmp, 1010, 3 * 86400, 0), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "retry");
     assert_string_equal(error_of(f, a), "451 try again later");
@@ -467,7 +467,7 @@ transient_failure_retries_after_backoff(void **state)
     assert_int_equal(d.id, a);
     assert_int_equal(d.attempts, 2);
     /* Second failure: two minutes, +-20 %. */
-    assert_int_equal(outbox_record(f->st, &d, &tmp, next, 3 * 86400), 0);
+    assert_int_equal(outbox_record(f->st, &d, &tmp, next, 3 * 86400, 0), 0);
     delivery_clear(&d);
     assert_in_range(col_of(f, a, "next_attempt_at") - next, 96, 144);
 }
@@ -511,7 +511,7 @@ transient_failure_past_lifetime_goes_dead_with_reason(void **state)
     int64_t a = add_delivery(f, "a", "email", 0, 0);
     struct send_result tmp = result(SEND_TRANSIENT, "connection refused");
     struct delivery d = claim_one(f, life - 10);
-    assert_int_equal(outbox_record(f->st, &d, &tmp, life - 10, life), 0);
+    assert_int_equal(outbox_record(f->st, &d, &tmp, life - 10, life, 0), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "dead");
     assert_non_null(strstr(error_of(f, a), "connection refused"));
@@ -533,7 +533,7 @@ permanent_failure_goes_dead_at_once(void **state)
     int64_t a = add_delivery(f, "a", "email", 100, 100);
     struct send_result perm = result(SEND_PERMANENT, "550 no such user");
     struct delivery d = claim_one(f, 100);
-    assert_int_equal(outbox_record(f->st, &d, &perm, 101, 3 * 86400), 0);
+    assert_int_equal(outbox_record(f->st, &d, &perm, 101, 3 * 86400, 0), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "dead");
     assert_string_equal(error_of(f, a), "550 no such user");
@@ -556,7 +556,7 @@ release_hands_a_claim_back_untouched(void **state)
     d = claim_one(f, 101);
     assert_int_equal(d.attempts, 1);
     /* After a failed attempt, a released retry stays a retry. */
-    assert_int_equal(outbox_record(f->st, &d, &tmp, 101, 3 * 86400), 0);
+    assert_int_equal(outbox_record(f->st, &d, &tmp, 101, 3 * 86400, 0), 0);
     delivery_clear(&d);
     d = claim_one(f, 100000);
     assert_int_equal(d.attempts, 2);
@@ -577,12 +577,12 @@ manual_retry_revives_dead_deliveries(void **state)
     struct delivery d;
     for (int i = 0; i < 2; i++) {
         d = claim_one(f, 100);
-        assert_int_equal(outbox_record(f->st, &d, &perm, 100, 3 * 86400), 0);
+        assert_int_equal(outbox_record(f->st, &d, &perm, 100, 3 * 86400, 0), 0);
         delivery_clear(&d);
     }
     d = claim_one(f, 100);
     assert_int_equal(d.id, c);
-    assert_int_equal(outbox_record(f->st, &d, &ok, 100, 3 * 86400), 0);
+    assert_int_equal(outbox_record(f->st, &d, &ok, 100, 3 * 86400, 0), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "dead");
     assert_string_equal(state_of(f, b), "dead");
@@ -623,14 +623,14 @@ unsettled_counts_due_and_in_flight_rows(void **state)
         size_t n;
         claim(f, "sms", 200, 300, 10, &x, &n);
         assert_int_equal(n, 1);
-        assert_int_equal(outbox_record(f->st, &x[0], &ok, 200, 86400), 0);
+        assert_int_equal(outbox_record(f->st, &x[0], &ok, 200, 86400, 0), 0);
         free_claimed(x, n);
         claim(f, "webhook", 200, 300, 10, &x, &n);
         assert_int_equal(n, 1);
         free_claimed(x, n);
         claim(f, "task", 200, 300, 10, &x, &n);
         assert_int_equal(n, 1);
-        assert_int_equal(outbox_record(f->st, &x[0], &tmp, 200, 86400), 0);
+        assert_int_equal(outbox_record(f->st, &x[0], &tmp, 200, 86400, 0), 0);
         free_claimed(x, n);
     }
     /* due (pending), inflight (sending); the retry is not due yet at 200. */
@@ -723,6 +723,35 @@ fires_older_than_catch_up_are_skipped_younger_ones_sent(void **state)
                      iso("2027-03-15T12:00:00Z"));
 }
 
+static void
+max_attempts_ends_retries_with_the_count_in_the_reason(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = add_delivery(f, "a", "email", 100, 100);
+    struct send_result tmp = result(SEND_TRANSIENT, "451 try later");
+    struct delivery d = claim_one(f, 100);
+    assert_int_equal(outbox_record(f->st, &d, &tmp, 100, 3 * 86400, 2), 0);
+    delivery_clear(&d);
+    assert_string_equal(state_of(f, a), "retry");
+    d = claim_one(f, 100000);
+    assert_int_equal(d.attempts, 2);
+    assert_int_equal(outbox_record(f->st, &d, &tmp, 100000, 3 * 86400, 2), 0);
+    delivery_clear(&d);
+    assert_string_equal(state_of(f, a), "dead");
+    char *why = NULL;
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(f->st->db, "SELECT last_error FROM deliveries WHERE id = ?",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(s, 1, a);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    why = xstrdup((const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    assert_non_null(strstr(why, "gave up after 2 attempts"));
+    assert_non_null(strstr(why, "451 try later"));
+    free(why);
+}
+
 int
 main(void)
 {
@@ -743,6 +772,7 @@ main(void)
         T(new_rule_does_not_reach_into_the_past),
         T(later_evaluation_fires_what_fell_due_in_between),
         T(fires_older_than_catch_up_are_skipped_younger_ones_sent),
+        T(max_attempts_ends_retries_with_the_count_in_the_reason),
     };
 #undef T
     log_set_level(4); /* warnings, not the store's migration notes */
