@@ -23,7 +23,7 @@ libgmime-3.0-dev libicu-dev liblunar-date-dev libjansson-dev libssl-dev
 libsystemd-dev libmicrohttpd-dev libcmocka-dev libcsv-dev
 python3 python3-aiosmtpd python3-lunardate python3-dateutil
 postfix systemd tzdata openssl ca-certificates
-clang libclang-rt-14-dev valgrind curl procps psmisc iproute2 file man-db"
+clang libclang-rt-14-dev valgrind curl jq procps psmisc iproute2 file man-db"
 # postfix: for smtp-sink(1), a real SMTP sink; it is left unconfigured.
 # systemd: for systemd-analyze (verify, security) in tests/e2e/05.
 # man-db: `man`, used by systemd-analyze verify to check Documentation= pages.
