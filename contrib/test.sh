@@ -50,5 +50,26 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     done
 fi
 
+# valgrind on a plain build (it cannot run sanitized binaries): the pure
+# modules' unit tests and the offline nudgectl commands must be clean.
+if [ "${VALGRIND:-1}" = 1 ]; then
+    echo "test: valgrind (plain debug build in build-vg)"
+    cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >build-vg.cmake.log 2>&1 ||
+        { cat build-vg.cmake.log; exit 1; }
+    cmake --build build-vg -j "$jobs" --target nudgectl test_template test_audience test_store \
+        test_rules test_schedule test_outbox test_config >/dev/null
+    vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+    for t in test_template test_audience test_store test_rules test_schedule test_outbox test_config; do
+        if ! NUDGE_SRC=$src NUDGE_BUILD=$src/build-vg $vg "build-vg/tests/$t" >"build-vg/$t.vg.log" 2>&1; then
+            tail -n 40 "build-vg/$t.vg.log"
+            echo "test: valgrind found a problem in $t" >&2
+            exit 1
+        fi
+    done
+    $vg build-vg/nudgectl check rules >/dev/null 2>build-vg/check.vg.log ||
+        { cat build-vg/check.vg.log; echo "test: valgrind: nudgectl check" >&2; exit 1; }
+    echo "test: valgrind: 7 unit programs and nudgectl check are clean"
+fi
+
 echo "test: running ctest"
 ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900 "$@"

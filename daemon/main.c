@@ -433,6 +433,17 @@ main(int argc, char **argv)
     json_decref(rep);
     if (dispatch_open(&d, &err) < 0 || admin_listen(&d, &err) < 0)
         goto fail;
+    /* Every dispatch slot, the evaluator and two admin jobs get a thread of
+     * libuv's pool (4 by default), so a stalled SMTP server cannot hold up
+     * webhooks or the scheduler. Set before the pool's first use. */
+    if (!getenv("UV_THREADPOOL_SIZE")) {
+        int threads = 3;
+        char n[16];
+        for (int i = 0; i < d.nchans; i++)
+            threads += d.chans[i].nslots;
+        snprintf(n, sizeof(n), "%d", threads > 128 ? 128 : threads);
+        setenv("UV_THREADPOOL_SIZE", n, 1);
+    }
     if (d.cfg->http_listen && http_start(&d, &d.http, &err) < 0)
         goto fail;
     d.exit_code = 0;

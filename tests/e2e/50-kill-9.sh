@@ -17,7 +17,8 @@
 # Rounds (bounded, $KILLS of them): start nudged --now T --frozen, run
 # `nudgectl advance` to T+1min in the background, sleep a random 0.2-1.5 s,
 # kill -9, and record the rows left in state 'sending' (in flight at the
-# kill). The next round starts at T + 1min + lease + 1min, so every claim of
+# kill; a row claimed before an earlier kill and not yet taken again is
+# listed again) and the start and kill times. The next round starts at T + 1min + lease + 1min, so every claim of
 # the killed process has expired and is taken again. Then one last daemon
 # advances (bounded) until nothing is pending, retrying or sending, and stops
 # with SIGTERM. tests/e2e/data/crash/tally.py then counts, per channel,
@@ -25,7 +26,11 @@
 # check) and the database passes PRAGMA integrity_check.
 #
 # Environment: NUDGE_CRASH_KILLS (8), NUDGE_CRASH_CUSTOMERS (3000),
-# NUDGE_CRASH_SEED (random; printed, so a run can be repeated).
+# NUDGE_CRASH_SEED (random; printed, so a run can be repeated). E2E_KEEP=1
+# keeps the records (smtp.records, webhook.jsonl, inflight.tsv, kills.tsv).
+# Note: the dispatcher's slots share libuv's thread pool (4 threads unless
+# UV_THREADPOOL_SIZE says otherwise), so at most 4 batches (200 rows) are
+# in flight across both channels at a kill.
 set -uo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
