@@ -129,8 +129,7 @@ growth2=$(per100k "${half_line:-$day_line}" "$end_line")
 echo "samples: $MEMORY_CSV ($(($(wc -l <"$csv") - 1)) rows); database $(mb "$dbsize") MB at the end"
 echo "seconds,vmrss_kb,rss_anon_kb,rss_file_kb,vmhwm_kb,requests (every tenth of the run):"
 rows=$(($(wc -l <"$csv") - 1))
-tail -n +2 "$csv" | awk -v k=$(((rows + 9) / 10)) 'NR % k == 1 || k <= 1' | sed 's/^/  /'
-tail -n1 "$csv" | sed 's/^/  /'
+tail -n +2 "$csv" | awk -v k=$(((rows + 9) / 10)) '{ last = $0 } NR % k == 1 || k <= 1 { print; p = NR } END { if (p != NR) print last }' | sed 's/^/  /'
 echo "RssAnon growth: $growth kB per 100k deliveries after day 1, $growth2 kB per 100k over the second half"
 echo "RSS (MB) start $(mb "$(field "$start_line" 2)") (anon $(mb "$(field "$start_line" 3)")), after day 1 $(mb "$(field "$day_line" 2)") (anon $(mb "$(field "$day_line" 3)")), peak $(mb "$peak") (anon $(mb "$peak_anon")), end $(mb "$(field "$end_line" 2)") (anon $(mb "$(field "$end_line" 3)"), file $(mb "$(field "$end_line" 4)"))"
 result "memory" "$sent deliveries (webhooks, $C customers x $days_done daily fires) in ${el}s ($(rate "$sent" "$el")/s): VmRSS start $(mb "$(field "$start_line" 2)") MB, after day 1 $(mb "$(field "$day_line" 2)") MB, peak **$(mb "$peak") MB**, end **$(mb "$(field "$end_line" 2)") MB**; RssAnon after day 1 $(mb "$(field "$day_line" 3)") -> end $(mb "$(field "$end_line" 3)") MB (+$growth kB per 100k deliveries after day 1, **+$growth2 kB per 100k over the second half**); database $(mb "$dbsize") MB; $busy"
