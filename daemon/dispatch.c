@@ -6,6 +6,7 @@
  * every result. A slot whose batch was full goes again at once.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,8 @@ job_after(uv_work_t *w, int status)
     }
     if (d->jobs == 0 && atomic_load(&d->stopping))
         uv_stop(d->loop);
+    if (d->jobs == 0)
+        malloc_trim(0); /* the outbox is idle: hand freed memory back */
     check_settled(d);
 }
 

@@ -207,9 +207,10 @@ store_open_version(const char *path, int version, struct store **out, struct ner
     if (store_exec(st, "PRAGMA journal_mode = WAL") < 0 ||
         store_exec(st, "PRAGMA synchronous = NORMAL") < 0 ||
         store_exec(st, "PRAGMA foreign_keys = ON") < 0 ||
-        /* Evaluations walk the customer table many times: keep it in memory
-         * (a page cache of 64 MiB per connection, and the file mapped). */
-        store_exec(st, "PRAGMA cache_size = -65536") < 0 ||
+        /* Evaluations walk the customer table many times: map the file,
+         * so pages are shared by all connections instead of copied into each
+         * one's cache (kept at 8 MiB: a dozen connections exist). */
+        store_exec(st, "PRAGMA cache_size = -8192") < 0 ||
         store_exec(st, "PRAGMA mmap_size = 1073741824") < 0 ||
         store_exec(st, "PRAGMA temp_store = MEMORY") < 0) {
         nerr_set(err, path, 0, 0, "cannot configure database: %s", sqlite3_errmsg(st->db));

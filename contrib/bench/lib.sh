@@ -15,7 +15,8 @@
 # stop_nudged DIR   SIGTERM, wait (bounded), SIGKILL if it hangs
 # start_sink        the C HTTP sink on a free port; sets SINK_PORT, SINK_PID
 # sink_count        "POSTS BYTES" from the sink
-# result ROW...     prints the one-line result and appends a row to RESULTS.md
+# result NAME FIGURE  prints the one-line result and appends a row to
+#                   RESULTS.md (not with PERF=1 or BENCH_NO_RESULTS=1)
 #
 # Everything listens on and connects to 127.0.0.1 only. Every wait here is
 # bounded (a count of 0.1 s polls or an explicit timeout).
@@ -23,6 +24,14 @@
 
 PY=/usr/bin/python3
 BENCH_PIDS=()
+# Settings from the environment that change what is measured, as given when
+# the bench was started: they go in front of the command in RESULTS.md.
+BENCH_ENV=
+for _v in MALLOC_ARENA_MAX MALLOC_TRIM_THRESHOLD_ CONC BATCH MAXCONN MAX_SECONDS \
+	FORECAST_TIMEOUT WRK_SECONDS MEMORY_GDB; do
+	[ -n "${!_v:-}" ] && BENCH_ENV+="$_v=${!_v} "
+done
+unset _v
 
 bench_die() {
 	echo "bench: $*" >&2
@@ -181,12 +190,13 @@ PY
 
 # result NAME FIGURE: one line on stdout, one row in RESULTS.md.
 result() {
-	local name=$1 figure=$2 rev
+	local name=$1 figure=$2 rev cmd="$BENCH_ENV$BENCH_CMD"
 	rev=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo "?")
 	echo "$name: $figure"
-	if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then
+	# A profiled run is slower than a plain one: its figure is not logged.
+	if [ "${BENCH_NO_RESULTS:-0}" != 1 ] && [ "${PERF:-0}" != 1 ]; then
 		[ -f "$RESULTS" ] || printf '# nudge benchmark results\n\n## Log\n\n| date (UTC) | rev | command | result |\n| --- | --- | --- | --- |\n' >"$RESULTS"
-		printf '| %s | %s | `%s` | %s |\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$rev" "$BENCH_CMD" \
+		printf '| %s | %s | `%s` | %s |\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$rev" "$cmd" \
 			"$figure" >>"$RESULTS"
 	fi
 }
@@ -211,12 +221,16 @@ perf_stop() {
 		kill -0 "$PERF_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	echo "---- perf: top self time in nudged ($BT/perf.data) ----"
-	perf report -i "$BT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
-		grep -v '^#' | grep -E '^ +[0-9]' | head -25
-	echo "---- perf: top by thread ----"
-	perf report -i "$BT/perf.data" --no-children --sort comm,tid --stdio 2>/dev/null |
-		grep -v '^#' | grep -E '^ +[0-9]' | head -10
+	echo "---- perf: self time, top 15 ($BT/perf.data) ----"
+	perf report -i "$BT/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+		grep -E '^ +[0-9]' | head -15
+	echo "---- perf: by thread ----"
+	perf report -i "$BT/perf.data" --no-children --sort pid --stdio -g none 2>/dev/null |
+		grep -E '^ +[0-9]' | head -10
+	echo "---- perf: nudged's own functions, inclusive ----"
+	perf script -i "$BT/perf.data" -F comm,tid,ip,sym,dso 2>/dev/null >"$BT/perf.txt"
+	"$PY" "$BENCH_DIR/perf-summary.py" "$BT/perf.txt" --top 25 \
+		--focus sqlite3_prepare_v2 --focus sqlite3_step --focus sqlite3_exec
 	BENCH_KEEP=1
 }
 

@@ -82,6 +82,24 @@ T0=$(now_s)
 SAMPLER=$!
 BENCH_PIDS+=("$SAMPLER")
 
+# Where the heap goes (MEMORY_GDB=0 to skip): between two advances, with
+# nudged idle, gdb asks SQLite how much it holds (sqlite3_memory_used():
+# page caches, statements, schema) and glibc how much is in use against
+# what it took from the system (malloc_stats(), printed to nudged's log).
+# This is what separates a cache that fills from a leak or fragmentation.
+probe() { # LABEL
+	[ "${MEMORY_GDB:-1}" = 1 ] && command -v gdb >/dev/null || return 0
+	local before sq
+	before=$(wc -l <"$inst/nudged.log")
+	sq=$(timeout 60 gdb -p "$NUDGED_PID" -batch -nx \
+		-ex 'print ((long long (*)(void)) sqlite3_memory_used)()' \
+		-ex 'call ((void (*)(void)) malloc_stats)()' 2>/dev/null | awk '/^\$1 = / { print $3 }')
+	sleep 0.3
+	tail -n +"$((before + 1))" "$inst/nudged.log" | awk -v l="$1" -v sq="$sq" '
+		/Total \(incl. mmap\)/ { t = 1 } t && /system bytes/ { sys = $NF } t && /in use bytes/ { use = $NF }
+		/^[0-9.]+ Arena [0-9]+:/ { arenas++ }
+		END { printf "%s: sqlite3_memory_used %.1f MB; malloc in use %.1f MB of %.1f MB from the system (%d arenas)\n", l, sq / 1048576, use / 1048576, sys / 1048576, arenas }'
+}
 start_line=$(sample 0)
 day_line=
 half_line=
@@ -92,8 +110,8 @@ for d in $(seq 1 "$DAYS"); do
 	ctl "$inst" advance --to "$to" >/dev/null || bench_die "advance to $to failed"
 	days_done=$d
 	el=$(fsub "$(now_s)" "$T0")
-	[ "$d" = 1 ] && day_line=$(sample "$el")
-	[ "$d" = $(((DAYS + 1) / 2)) ] && half_line=$(sample "$el")
+	[ "$d" = 1 ] && day_line=$(sample "$el") && PROBE1=$(probe "after day 1")
+	[ "$d" = $(((DAYS + 1) / 2)) ] && half_line=$(sample "$el") && PROBE2=$(probe "after day $d")
 	if [ $((d % 5)) = 0 ] || [ "$d" = "$DAYS" ]; then
 		echo "day $d/$DAYS: $(sink_count | cut -d' ' -f1) requests, ${el}s, $(sample "$el" | cut -d, -f2) kB RSS"
 	fi
@@ -106,6 +124,17 @@ T1=$(now_s)
 busy=$(machine_busy)
 end_line=$(sample "$(fsub "$T1" "$T0")")
 echo "$end_line" >>"$csv"
+PROBE3=$(probe "at the end")
+# Is the retained memory free memory glibc could give back? malloc_trim(0)
+# releases free pages of every arena; RSS after it shows how much of the
+# growth was freed-but-kept memory rather than memory in use.
+TRIM=
+if [ "${MEMORY_GDB:-1}" = 1 ] && command -v gdb >/dev/null; then
+	timeout 60 gdb -p "$NUDGED_PID" -batch -nx -ex 'print ((int (*)(unsigned long)) malloc_trim)(0)' \
+		>/dev/null 2>&1
+	trim_line=$(sample "$(fsub "$(now_s)" "$T0")")
+	TRIM="after malloc_trim(0) via gdb: VmRSS $(awk -v k="$(echo "$trim_line" | cut -d, -f2)" 'BEGIN { printf "%.1f", k / 1024 }') MB, RssAnon $(awk -v k="$(echo "$trim_line" | cut -d, -f3)" 'BEGIN { printf "%.1f", k / 1024 }') MB"
+fi
 kill "$SAMPLER" 2>/dev/null
 wait "$SAMPLER" 2>/dev/null
 sent=$(sqlite3 "$inst/nudge.db" "SELECT count(*) FROM deliveries WHERE state = 'sent'")
@@ -130,6 +159,7 @@ echo "samples: $MEMORY_CSV ($(($(wc -l <"$csv") - 1)) rows); database $(mb "$dbs
 echo "seconds,vmrss_kb,rss_anon_kb,rss_file_kb,vmhwm_kb,requests (every tenth of the run):"
 rows=$(($(wc -l <"$csv") - 1))
 tail -n +2 "$csv" | awk -v k=$(((rows + 9) / 10)) '{ last = $0 } NR % k == 1 || k <= 1 { print; p = NR } END { if (p != NR) print last }' | sed 's/^/  /'
+[ -n "${PROBE1:-}" ] && printf '%s\n' "$PROBE1" "${PROBE2:-}" "$PROBE3" "$TRIM"
 echo "RssAnon growth: $growth kB per 100k deliveries after day 1, $growth2 kB per 100k over the second half"
 echo "RSS (MB) start $(mb "$(field "$start_line" 2)") (anon $(mb "$(field "$start_line" 3)")), after day 1 $(mb "$(field "$day_line" 2)") (anon $(mb "$(field "$day_line" 3)")), peak $(mb "$peak") (anon $(mb "$peak_anon")), end $(mb "$(field "$end_line" 2)") (anon $(mb "$(field "$end_line" 3)"), file $(mb "$(field "$end_line" 4)"))"
-result "memory" "$sent deliveries (webhooks, $C customers x $days_done daily fires) in ${el}s ($(rate "$sent" "$el")/s): VmRSS start $(mb "$(field "$start_line" 2)") MB, after day 1 $(mb "$(field "$day_line" 2)") MB, peak **$(mb "$peak") MB**, end **$(mb "$(field "$end_line" 2)") MB**; RssAnon after day 1 $(mb "$(field "$day_line" 3)") -> end $(mb "$(field "$end_line" 3)") MB (+$growth kB per 100k deliveries after day 1, **+$growth2 kB per 100k over the second half**); database $(mb "$dbsize") MB; $busy"
+result "memory" "$sent deliveries (webhooks, $C customers x $days_done daily fires) in ${el}s ($(rate "$sent" "$el")/s): VmRSS start $(mb "$(field "$start_line" 2)") MB, after day 1 $(mb "$(field "$day_line" 2)") MB, peak **$(mb "$peak") MB**, end **$(mb "$(field "$end_line" 2)") MB**; RssAnon after day 1 $(mb "$(field "$day_line" 3)") -> end $(mb "$(field "$end_line" 3)") MB (+$growth kB per 100k deliveries after day 1, **+$growth2 kB per 100k over the second half**); database $(mb "$dbsize") MB; ${PROBE3:+$PROBE3; }${TRIM:+$TRIM; }$busy"
