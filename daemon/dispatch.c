@@ -22,17 +22,15 @@ add_suppression(struct store *st, const char *channel, const char *address, cons
                 ntime_t now)
 {
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT OR IGNORE INTO suppressions (channel, address, reason,"
-                           " created_at) VALUES (?, ?, ?, ?)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (store_prepare(st, "INSERT OR IGNORE INTO suppressions (channel, address, reason,"
+                           " created_at) VALUES (?, ?, ?, ?)", &s) != SQLITE_OK)
         return;
     sqlite3_bind_text(s, 1, channel, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, address, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 4, now);
     sqlite3_step(s);
-    sqlite3_finalize(s);
+    store_done(s);
 }
 
 static void
@@ -40,16 +38,14 @@ add_timeline(struct store *st, int64_t customer_id, ntime_t at, const char *kind
              const char *detail)
 {
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO timeline (customer_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (store_prepare(st, "INSERT INTO timeline (customer_id, at, kind, detail) VALUES (?, ?, ?, ?)", &s) != SQLITE_OK)
         return;
     sqlite3_bind_int64(s, 1, customer_id);
     sqlite3_bind_int64(s, 2, at);
     sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, detail, -1, SQLITE_TRANSIENT);
     sqlite3_step(s);
-    sqlite3_finalize(s);
+    store_done(s);
 }
 
 /* Worker thread: one batch. */

@@ -46,7 +46,7 @@ outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, 
     int rc;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+    if (store_prepare(st, sql, &s) != SQLITE_OK) {
         log_err("outbox", "claim: %s", sqlite3_errmsg(st->db));
         return -EIO;
     }
@@ -69,13 +69,13 @@ outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, 
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         log_err("outbox", "claim: %s", sqlite3_errmsg(st->db));
-        sqlite3_finalize(s);
+        store_done(s);
         for (size_t i = 0; i < k; i++)
             delivery_clear(&d[i]);
         free(d);
         return -EIO;
     }
-    sqlite3_finalize(s);
+    store_done(s);
     *out = d;
     *n = k;
     return 0;
@@ -102,7 +102,7 @@ static int
 step_done(struct store *st, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    store_done(s);
     if (rc != SQLITE_DONE) {
         log_err("outbox", "%s: %s", what, sqlite3_errmsg(st->db));
         return -EIO;
@@ -116,10 +116,8 @@ outbox_record(struct store *st, const struct delivery *d, const struct send_resu
 {
     sqlite3_stmt *s;
     if (res->status == SEND_OK) {
-        if (sqlite3_prepare_v2(st->db,
-                               "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until ="
-                               " NULL, last_error = NULL WHERE id = ? AND state = 'sending'",
-                               -1, &s, NULL) != SQLITE_OK)
+        if (store_prepare(st, "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until ="
+                               " NULL, last_error = NULL WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
             return -EIO;
         sqlite3_bind_int64(s, 1, now);
         sqlite3_bind_int64(s, 2, d->id);
@@ -140,10 +138,8 @@ outbox_record(struct store *st, const struct delivery *d, const struct send_resu
         snprintf(why, sizeof(why), "gave up after %d attempts over the %llds lifetime: %s",
                  d->attempts, (long long)lifetime, res->error[0] ? res->error : "failed");
     }
-    if (sqlite3_prepare_v2(st->db,
-                           "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until ="
-                           " NULL, last_error = ? WHERE id = ? AND state = 'sending'",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (store_prepare(st, "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until ="
+                           " NULL, last_error = ? WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, next);
@@ -156,10 +152,8 @@ int
 outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now)
 {
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL,"
-                           " sent_at = NULL, next_attempt_at = ? WHERE id = ? AND state = 'sending'",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (store_prepare(st, "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL,"
+                           " sent_at = NULL, next_attempt_at = ? WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, reason, -1, SQLITE_TRANSIENT);
@@ -172,11 +166,9 @@ int
 outbox_defer(struct store *st, int64_t id, ntime_t until, const char *why)
 {
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
+    if (store_prepare(st, "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
                            " ELSE 'pending' END, attempts = attempts - 1, lease_until = NULL,"
-                           " next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'sending'",
-                           -1, &s, NULL) != SQLITE_OK)
+                           " next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_int64(s, 1, until);
     sqlite3_bind_text(s, 2, why, -1, SQLITE_TRANSIENT);
@@ -188,11 +180,9 @@ int
 outbox_release(struct store *st, int64_t id)
 {
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
+    if (store_prepare(st, "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
                            " ELSE 'pending' END, attempts = attempts - 1, lease_until = NULL"
-                           " WHERE id = ? AND state = 'sending'",
-                           -1, &s, NULL) != SQLITE_OK)
+                           " WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_int64(s, 1, id);
     return step_done(st, s, "release");

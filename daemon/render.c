@@ -84,13 +84,11 @@ render_customer_context(struct store *st, int64_t customer_id)
                                        "first_order_date", NULL};
     sqlite3_stmt *s;
     json_t *o = NULL, *attrs, *tags;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT c.ext_id, c.name, c.first_name, c.email, c.phone, c.birthday,"
+    if (store_prepare(st, "SELECT c.ext_id, c.name, c.first_name, c.email, c.phone, c.birthday,"
                            " c.tz, c.tier, c.owner, c.created_at, coalesce(s.orders_count, 0),"
                            " coalesce(s.total_cents, 0) / 100.0, s.last_order_date,"
                            " s.first_order_date, c.attrs FROM customers c LEFT JOIN"
-                           " customer_stats s ON s.customer_id = c.id WHERE c.id = ?",
-                           -1, &s, NULL) != SQLITE_OK)
+                           " customer_stats s ON s.customer_id = c.id WHERE c.id = ?", &s) != SQLITE_OK)
         return NULL;
     sqlite3_bind_int64(s, 1, customer_id);
     if (sqlite3_step(s) == SQLITE_ROW) {
@@ -105,17 +103,15 @@ render_customer_context(struct store *st, int64_t customer_id)
         if (json_is_null(json_object_get(o, "first_name")))
             json_object_set(o, "first_name", json_object_get(o, "name"));
     }
-    sqlite3_finalize(s);
+    store_done(s);
     if (!o)
         return NULL;
     tags = json_array();
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT tag FROM customer_tags WHERE customer_id = ? ORDER BY tag", -1,
-                           &s, NULL) == SQLITE_OK) {
+    if (store_prepare(st, "SELECT tag FROM customer_tags WHERE customer_id = ? ORDER BY tag", &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, customer_id);
         while (sqlite3_step(s) == SQLITE_ROW)
             json_array_append_new(tags, json_string((const char *)sqlite3_column_text(s, 0)));
-        sqlite3_finalize(s);
+        store_done(s);
     }
     json_object_set_new(o, "tags", tags);
     return o;
@@ -244,21 +240,17 @@ suppressed(struct store *st, int64_t customer_id, const char *channel, const cha
 {
     sqlite3_stmt *s;
     int hit = 0;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT granted FROM consents WHERE customer_id = ? AND channel = ?",
-                           -1, &s, NULL) == SQLITE_OK) {
+    if (store_prepare(st, "SELECT granted FROM consents WHERE customer_id = ? AND channel = ?", &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, customer_id);
         sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
         if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 0) {
             snprintf(why, whylen, "no consent for %s (unsubscribed)", channel);
             hit = 1;
         }
-        sqlite3_finalize(s);
+        store_done(s);
     }
     if (!hit && address &&
-        sqlite3_prepare_v2(st->db,
-                           "SELECT reason FROM suppressions WHERE channel = ? AND address = ?", -1,
-                           &s, NULL) == SQLITE_OK) {
+        store_prepare(st, "SELECT reason FROM suppressions WHERE channel = ? AND address = ?", &s) == SQLITE_OK) {
         sqlite3_bind_text(s, 1, channel, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, address, -1, SQLITE_STATIC);
         if (sqlite3_step(s) == SQLITE_ROW) {
@@ -266,7 +258,7 @@ suppressed(struct store *st, int64_t customer_id, const char *channel, const cha
                      sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0) : "");
             hit = 1;
         }
-        sqlite3_finalize(s);
+        store_done(s);
     }
     return hit;
 }

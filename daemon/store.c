@@ -231,11 +231,54 @@ store_open(const char *path, struct store **out, struct nerr *err)
     return store_open_version(path, STORE_SCHEMA_VERSION, out, err);
 }
 
+struct store_stmt_cache {
+    const char *sql;
+    sqlite3_stmt *stmt;
+    struct store_stmt_cache *next;
+};
+
+int
+store_prepare(struct store *st, const char *sql, sqlite3_stmt **out)
+{
+    struct store_stmt_cache *c;
+    int rc;
+    for (c = st->cache; c; c = c->next) {
+        if (c->sql == sql || !strcmp(c->sql, sql)) {
+            *out = c->stmt;
+            return SQLITE_OK;
+        }
+    }
+    rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    c = xcalloc(1, sizeof(*c));
+    c->sql = sql;
+    c->stmt = *out;
+    c->next = st->cache;
+    st->cache = c;
+    return SQLITE_OK;
+}
+
+void
+store_done(sqlite3_stmt *s)
+{
+    if (!s)
+        return;
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
 void
 store_close(struct store *st)
 {
     if (!st)
         return;
+    while (st->cache) {
+        struct store_stmt_cache *c = st->cache;
+        st->cache = c->next;
+        sqlite3_finalize(c->stmt);
+        free(c);
+    }
     sqlite3_close_v2(st->db);
     free(st->path);
     free(st);

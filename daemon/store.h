@@ -44,9 +44,12 @@
 
 #define STORE_SCHEMA_VERSION 3
 
+struct store_stmt_cache;
+
 struct store {
     sqlite3 *db;
     char *path;
+    struct store_stmt_cache *cache; /* prepared statements of the hot paths */
 };
 
 /* Opens (creating if needed) and migrates to the current schema. */
@@ -59,6 +62,15 @@ int store_migrate(struct store *st, struct nerr *err);
 /* For tests and tools: open or migrate only up to an older schema version. */
 int store_open_version(const char *path, int version, struct store **out, struct nerr *err);
 int store_migrate_to(struct store *st, int target, struct nerr *err);
+
+/*
+ * Prepared statements for fixed SQL on hot paths (one per message): the
+ * first call prepares, later calls with the same SQL text reuse it. `sql`
+ * must be a string constant. Returns SQLITE_OK or an SQLite error code.
+ * store_done() resets the statement for its next use instead of finalizing.
+ */
+int store_prepare(struct store *st, const char *sql, sqlite3_stmt **out);
+void store_done(sqlite3_stmt *s);
 
 /* Runs SQL with no results; logs and returns -EIO on failure. */
 int store_exec(struct store *st, const char *sql);
