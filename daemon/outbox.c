@@ -32,12 +32,21 @@ int
 outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, size_t max,
              struct delivery **out, size_t *n)
 {
+    /* Each state is taken from the deliveries_claim index in due order, at
+     * most `max` each, and merged: no scan of the whole outbox per batch. */
     static const char sql[] =
         "UPDATE deliveries SET state = 'sending', lease_until = ?1, attempts = attempts + 1"
-        " WHERE id IN (SELECT id FROM deliveries WHERE channel = ?2 AND ("
-        "   (state IN ('pending', 'retry') AND next_attempt_at <= ?3)"
-        "   OR (state = 'sending' AND lease_until <= ?3))"
-        "  ORDER BY next_attempt_at, id LIMIT ?4)"
+        " WHERE id IN (SELECT id FROM ("
+        "   SELECT id, t FROM (SELECT id, next_attempt_at AS t FROM deliveries"
+        "     WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3"
+        "     ORDER BY next_attempt_at, id LIMIT ?4)"
+        "   UNION ALL SELECT id, t FROM (SELECT id, next_attempt_at AS t FROM deliveries"
+        "     WHERE channel = ?2 AND state = 'retry' AND next_attempt_at <= ?3"
+        "     ORDER BY next_attempt_at, id LIMIT ?4)"
+        "   UNION ALL SELECT id, t FROM (SELECT id, next_attempt_at AS t FROM deliveries"
+        "     WHERE channel = ?2 AND state = 'sending' AND lease_until <= ?3"
+        "     ORDER BY next_attempt_at, id LIMIT ?4)"
+        "  ) ORDER BY t, id LIMIT ?4)"
         " RETURNING id, rule, customer_id, occurrence, action, channel, attempts, due_at,"
         " created_at";
     sqlite3_stmt *s;

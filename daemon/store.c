@@ -99,7 +99,8 @@ static const char *const migrations[] = {
     "CREATE INDEX customers_birthday_date ON customers(birthday);"
     /* Marketing or care, as the rule said when the delivery was made:
      * frequency caps count marketing messages only. */
-    "ALTER TABLE deliveries ADD COLUMN marketing INTEGER NOT NULL DEFAULT 1;",
+    "ALTER TABLE deliveries ADD COLUMN marketing INTEGER NOT NULL DEFAULT 1;"
+    "CREATE INDEX deliveries_claim ON deliveries(channel, state, next_attempt_at);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
