@@ -50,17 +50,23 @@ bench_init() {
 	for tool in sqlite3 "$PY" cc pkg-config; do
 		command -v "$tool" >/dev/null || bench_die "$tool is needed (see contrib/bench/README.md)"
 	done
-	if [ ! -x "$BUILD/nudged" ] || [ ! -x "$BUILD/nudgectl" ]; then
-		echo "bench: building nudge (Release) in $BUILD" >&2
+	# Always (re)build: an incremental build is quick, and a stale binary
+	# would measure yesterday's code. If the tree does not build at this
+	# moment (someone's half-edited file) but an earlier build exists, that
+	# build is measured, with a warning; the row in RESULTS.md names it.
+	echo "bench: building nudge (Release) in $BUILD" >&2
+	if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 		# -Wno-error=maybe-uninitialized: GCC 12 at -O3 warns about code it
 		# cannot see through; a benchmark build must not fail on a warning.
 		cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNUDGE_TESTS=OFF \
 			"-DCMAKE_C_FLAGS=-Wno-error=maybe-uninitialized -g" >/dev/null ||
 			bench_die "cmake configure failed"
-		cmake --build "$BUILD" -j2 >/dev/null || bench_die "build failed"
 	fi
-	NUDGED=$BUILD/nudged
-	NUDGECTL=$BUILD/nudgectl
+	if ! cmake --build "$BUILD" -j2 >"$BUILD/bench-build.log" 2>&1; then
+		[ -x "$BUILD/nudged" ] && [ -x "$BUILD/nudgectl" ] ||
+			bench_die "build failed: see $BUILD/bench-build.log"
+		echo "bench: warning: the build failed (see $BUILD/bench-build.log); measuring the previous binaries" >&2
+	fi
 	SINK=$BUILD/sink-http
 	if [ ! -x "$SINK" ] || [ "$BENCH_DIR/sink-http.c" -nt "$SINK" ]; then
 		# shellcheck disable=SC2046
@@ -71,6 +77,16 @@ bench_init() {
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+	# A private copy of the binaries: a rebuild of $BUILD while the bench
+	# runs cannot change what is measured, and the row in RESULTS.md names
+	# exactly the binary that ran (its build-id and build time).
+	mkdir -p "$BT/bin"
+	cp "$BUILD/nudged" "$BUILD/nudgectl" "$BT/bin/" || bench_die "cannot copy the binaries"
+	NUDGED=$BT/bin/nudged
+	NUDGECTL=$BT/bin/nudgectl
+	local bid
+	bid=$(readelf -n "$NUDGED" 2>/dev/null | awk '/Build ID/ { print substr($3, 1, 8) }')
+	BENCH_BIN="nudged ${bid:-$(sha256sum "$NUDGED" | cut -c1-8)}, built $(date -u -r "$BUILD/nudged" +%H:%MZ)"
 }
 
 bench_cleanup() {
@@ -196,7 +212,7 @@ result() {
 	# A profiled run is slower than a plain one: its figure is not logged.
 	if [ "${BENCH_NO_RESULTS:-0}" != 1 ] && [ "${PERF:-0}" != 1 ]; then
 		[ -f "$RESULTS" ] || printf '# nudge benchmark results\n\n## Log\n\n| date (UTC) | rev | command | result |\n| --- | --- | --- | --- |\n' >"$RESULTS"
-		printf '| %s | %s | `%s` | %s |\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$rev" "$cmd" \
+		printf '| %s | %s (%s) | `%s` | %s |\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$rev" "$BENCH_BIN" "$cmd" \
 			"$figure" >>"$RESULTS"
 	fi
 }
