@@ -47,6 +47,7 @@
 #include "log.h"
 #include "mime.h"
 #include "util.h"
+#include "ynode.h"
 
 #define SMTP_DEFAULT_HOST "127.0.0.1"
 #define SMTP_DEFAULT_PORT 25
@@ -200,27 +201,6 @@ struct smtp_conf {
     const char *msgid_domain;  /* Message-ID domain */
 };
 
-static const char *
-json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "a mapping";
-    case JSON_ARRAY:
-        return "a list";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
 
 /* Integers may arrive as JSON numbers or, from a YAML loader that keeps
  * scalars as text, as digit strings; both are accepted. */

@@ -38,6 +38,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "ynode.h"
 
 #define HTTP_DEFAULT_TIMEOUT_MS 10000L
 #define HTTP_DEFAULT_MAX_CONNS 16
@@ -571,27 +572,6 @@ conf_err(const struct conf_ctx *c, const char *fmt, ...)
     return nerr_set(c->err, c->file, c->line, 0, "channels.%s.%s", c->channel, msg);
 }
 
-static const char *
-json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "a mapping";
-    case JSON_ARRAY:
-        return "a list";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
 
 static const char *
 provider_name(enum sms_provider p)

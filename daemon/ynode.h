@@ -75,4 +75,7 @@ int parse_duration(const char *s, int64_t *secs);
  * true/false become numbers and booleans). */
 json_t *ynode_to_json(const struct ynode *n);
 
+/* "a mapping", "a list", "a string", ... for messages about a JSON setting. */
+const char *json_kind(const json_t *v);
+
 #endif
