@@ -512,7 +512,23 @@ struct listing {
     long limit;
     bool render;
     ntime_t first_at;
+    ntime_t *ats;   /* the instant of each row in rows, for sorting */
+    size_t nats, capats;
 };
+
+struct keyed {
+    ntime_t at;
+    size_t seq;
+};
+
+static int
+cmp_keyed(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
 
 static int
 list_row(void *ud, const struct eval_row *row)
@@ -559,6 +575,11 @@ list_row(void *ud, const struct eval_row *row)
         }
     }
     json_array_append_new(L->rows, o);
+    if (L->nats == L->capats) {
+        L->capats = L->capats ? L->capats * 2 : 1024;
+        L->ats = xrealloc(L->ats, L->capats * sizeof(*L->ats));
+    }
+    L->ats[L->nats++] = row->fire->at;
     return 0;
 }
 
@@ -592,30 +613,25 @@ forecast_job(struct job *j)
         if (evaluate_window(&ev, j->rs->rules[i], from, to, daemon_now(d), list_row, &L, &stats) <
             0) {
             json_decref(L.rows);
+            free(L.ats);
             store_close(st);
             j->rep = job_error("forecast failed for rule %s", j->rs->rules[i]->name);
             return;
         }
     }
-    /* Time order across rules and zones. */
+    /* Time order across rules and zones (stable: evaluation order breaks ties). */
     size_t n = json_array_size(L.rows);
-    json_t **v = xcalloc(n ? n : 1, sizeof(*v));
-    for (size_t i = 0; i < n; i++)
-        v[i] = json_array_get(L.rows, i);
-    for (size_t i = 1; i < n; i++) {
-        json_t *x = v[i];
-        size_t k = i;
-        while (k > 0 && strcmp(json_string_value(json_object_get(v[k - 1], "at")),
-                               json_string_value(json_object_get(x, "at"))) > 0) {
-            v[k] = v[k - 1];
-            k--;
-        }
-        v[k] = x;
+    struct keyed *k = xcalloc(n ? n : 1, sizeof(*k));
+    for (size_t i = 0; i < n; i++) {
+        k[i].at = L.ats[i];
+        k[i].seq = i;
     }
+    qsort(k, n, sizeof(*k), cmp_keyed);
     json_t *sorted = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append(sorted, v[i]);
-    free(v);
+        json_array_append(sorted, json_array_get(L.rows, k[i].seq));
+    free(k);
+    free(L.ats);
     json_decref(L.rows);
     j->rep = json_pack("{sbsIsoso}", "ok", 1, "count", (json_int_t)L.count, "rows", sorted,
                        "truncated", json_boolean(L.count > L.limit));
@@ -683,6 +699,7 @@ preview_job(struct job *j)
         json_decref(L.rows);
         L.rows = json_array();
         L.count = 0;
+        L.nats = 0;
         ntime_t first = L.first_at;
         evaluate_window(&ev, r, first - 1, first + 86400, at, list_row, &L, &stats);
     }
@@ -690,6 +707,7 @@ preview_job(struct job *j)
                        "recipients", L.rows);
     if (L.first_at)
         json_object_set_new(j->rep, "first_fire", jtime(L.first_at));
+    free(L.ats);
     store_close(st);
 }
 

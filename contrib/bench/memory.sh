@@ -148,10 +148,9 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 peak=$(tail -n +2 "$csv" | cut -d, -f2 | sort -n | tail -n1)
 peak_anon=$(tail -n +2 "$csv" | cut -d, -f3 | sort -n | tail -n1)
 el=$(fsub "$T1" "$T0")
-after1=$(field "$day_line" 6)
 per100k() { # LINE-A LINE-B: RssAnon growth in kB per 100,000 requests between two samples
 	awk -v a="$(field "$1" 3)" -v b="$(field "$2" 3)" -v n1="$(field "$1" 6)" -v n2="$(field "$2" 6)" \
-		'BEGIN { if (n2 > n1) printf "%.0f", (b - a) / ((n2 - n1) / 100000); else print "?" }'
+		'BEGIN { if (n2 > n1) printf "%+.0f", (b - a) / ((n2 - n1) / 100000); else print "?" }'
 }
 growth=$(per100k "$day_line" "$end_line")
 growth2=$(per100k "${half_line:-$day_line}" "$end_line")
@@ -162,4 +161,4 @@ tail -n +2 "$csv" | awk -v k=$(((rows + 9) / 10)) '{ last = $0 } NR % k == 1 || 
 [ -n "${PROBE1:-}" ] && printf '%s\n' "$PROBE1" "${PROBE2:-}" "$PROBE3" "$TRIM"
 echo "RssAnon growth: $growth kB per 100k deliveries after day 1, $growth2 kB per 100k over the second half"
 echo "RSS (MB) start $(mb "$(field "$start_line" 2)") (anon $(mb "$(field "$start_line" 3)")), after day 1 $(mb "$(field "$day_line" 2)") (anon $(mb "$(field "$day_line" 3)")), peak $(mb "$peak") (anon $(mb "$peak_anon")), end $(mb "$(field "$end_line" 2)") (anon $(mb "$(field "$end_line" 3)"), file $(mb "$(field "$end_line" 4)"))"
-result "memory" "$sent deliveries (webhooks, $C customers x $days_done daily fires) in ${el}s ($(rate "$sent" "$el")/s): VmRSS start $(mb "$(field "$start_line" 2)") MB, after day 1 $(mb "$(field "$day_line" 2)") MB, peak **$(mb "$peak") MB**, end **$(mb "$(field "$end_line" 2)") MB**; RssAnon after day 1 $(mb "$(field "$day_line" 3)") -> end $(mb "$(field "$end_line" 3)") MB (+$growth kB per 100k deliveries after day 1, **+$growth2 kB per 100k over the second half**); database $(mb "$dbsize") MB; ${PROBE3:+$PROBE3; }${TRIM:+$TRIM; }$busy"
+result "memory" "$sent deliveries (webhooks, $C customers x $days_done daily fires) in ${el}s ($(rate "$sent" "$el")/s): VmRSS start $(mb "$(field "$start_line" 2)") MB, after day 1 $(mb "$(field "$day_line" 2)") MB, peak **$(mb "$peak") MB**, end **$(mb "$(field "$end_line" 2)") MB**; RssAnon after day 1 $(mb "$(field "$day_line" 3)") -> end $(mb "$(field "$end_line" 3)") MB ($growth kB per 100k deliveries after day 1, **$growth2 kB per 100k over the second half**); database $(mb "$dbsize") MB; ${PROBE3:+$PROBE3; }${TRIM:+$TRIM; }$busy"

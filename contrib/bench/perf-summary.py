@@ -9,7 +9,9 @@ that say little about which part of nudge asked for them. This prints:
   - inclusive share of every nudged function (the daemon's own code, from
     the binary's symbols), i.e. "this call and everything below it";
   - for each --focus function (e.g. sqlite3_prepare_v2, malloc), which
-    nudged function called it, as a share of all samples.
+    nudged function called it, as a share of all samples;
+  - for each --callees function, which functions it called directly (where
+    its time went), as a share of all samples.
 Needs a call graph with --call-graph dwarf (the Debian libraries are built
 without frame pointers, so -g alone loses the callers).
 """
@@ -48,16 +50,24 @@ def main():
     ap.add_argument("script")
     ap.add_argument("--binary", default="nudged", help="basename of the daemon's binary")
     ap.add_argument("--focus", action="append", default=[])
+    ap.add_argument("--callees", action="append", default=[],
+                    help="FUNC: split FUNC's inclusive samples by the function it called")
     ap.add_argument("--top", type=int, default=30)
     a = ap.parse_args()
     total = 0
     incl = collections.Counter()
     focus = {f: collections.Counter() for f in a.focus}
+    callees = {f: collections.Counter() for f in a.callees}
     for st in samples(a.script):
         total += 1
         own = [s for s, dso in st if dso.endswith("/" + a.binary)]
         for s in set(own):
             incl[s] += 1
+        for fname, ctr in callees.items():
+            for i, (s, dso) in enumerate(st):
+                if s == fname:
+                    ctr[st[i - 1][0] if i > 0 else "(self)"] += 1
+                    break
         for fname, ctr in focus.items():
             for i, (s, dso) in enumerate(st):
                 if s == fname:
@@ -74,6 +84,10 @@ def main():
     for fname, ctr in focus.items():
         print("%s (%.1f%% of all samples), by nudged caller:" % (fname, 100.0 * sum(ctr.values()) / total))
         for s, n in ctr.most_common(12):
+            print("  %5.1f%%  %s" % (100.0 * n / total, s))
+    for fname, ctr in callees.items():
+        print("%s (%.1f%% of all samples), by callee:" % (fname, 100.0 * sum(ctr.values()) / total))
+        for s, n in ctr.most_common(15):
             print("  %5.1f%%  %s" % (100.0 * n / total, s))
     return 0
 
