@@ -601,7 +601,6 @@ forecast_job(struct job *j)
         j->rep = job_error("cannot open the database: %s", err.msg);
         return;
     }
-    evaluator_register_functions(st->db);
     memset(&L, 0, sizeof(L));
     L.j = j;
     L.rows = json_array();
@@ -682,7 +681,6 @@ preview_job(struct job *j)
         j->rep = job_error("cannot open the database: %s", err.msg);
         return;
     }
-    evaluator_register_functions(st->db);
     memset(&L, 0, sizeof(L));
     L.rows = json_array();
     L.limit = limit > 0 ? (long)limit : 5;

@@ -202,22 +202,6 @@ struct smtp_conf {
 };
 
 
-/* Integers may arrive as JSON numbers or, from a YAML loader that keeps
- * scalars as text, as digit strings; both are accepted. */
-static int
-get_int(const json_t *v, int lo, int hi, int *out)
-{
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < lo || i > hi)
-            return -ERANGE;
-        *out = (int)i;
-        return 0;
-    }
-    if (json_is_string(v))
-        return parse_int_range(json_string_value(v), lo, hi, out);
-    return -EINVAL;
-}
 
 static int
 get_bool(const json_t *v, int *out)
@@ -353,13 +337,13 @@ parse_settings(const char *channel, const json_t *settings, struct smtp_conf *c,
             break;
         }
         case OPT_PORT:
-            if (get_int(v, 1, 65535, &c->port) < 0)
+            if (json_get_int(v, 1, 65535, &c->port) < 0)
                 return nerr_set(err, NULL, 0, 0,
                                 "channels.%s.port: expected a port number 1-65535, got %s", channel,
                                 json_kind(v));
             break;
         case OPT_SECONDS:
-            if (get_int(v, 1, 3600, &c->timeout) < 0)
+            if (json_get_int(v, 1, 3600, &c->timeout) < 0)
                 return nerr_set(err, NULL, 0, 0,
                                 "channels.%s.timeout: expected seconds 1-3600, got %s", channel,
                                 json_kind(v));

@@ -587,21 +587,6 @@ good_string(const json_t *v)
     return s && s[0] && strlen(s) == json_string_length(v) && !strpbrk(s, "\r\n");
 }
 
-/* Integers may arrive as numbers or, quoted in YAML, as digit strings. */
-static int
-get_int(const json_t *v, int lo, int hi, int *out)
-{
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < lo || i > hi)
-            return -ERANGE;
-        *out = (int)i;
-        return 0;
-    }
-    if (json_is_string(v))
-        return parse_int_range(json_string_value(v), lo, hi, out);
-    return -EINVAL;
-}
 
 /* Checks the placeholders of one template; what names it for the message. */
 static int
@@ -758,7 +743,7 @@ scalar_text(const json_t *v)
 static int
 parse_status_code(const json_t *v, int *out)
 {
-    return get_int(v, 100, 599, out);
+    return json_get_int(v, 100, 599, out);
 }
 
 static int
@@ -1000,7 +985,7 @@ check_value(const struct conf_ctx *c, const struct http_opt *opt, const char *ke
         break;
     }
     case OT_CONNS:
-        if (get_int(v, 1, HTTP_MAX_CONNS, &n) < 0)
+        if (json_get_int(v, 1, HTTP_MAX_CONNS, &n) < 0)
             return conf_err(c, "%s: expected an integer 1-%d, got %s", key, HTTP_MAX_CONNS,
                             json_kind(v));
         st->max_conns = n;

@@ -308,7 +308,6 @@ dispatch_open(struct daemon *d, struct nerr *err)
                 return -EINVAL;
             if (store_open(d->cfg->database, &s->st, err) < 0)
                 return -EIO;
-            evaluator_register_functions(s->st->db);
         }
     }
     return 0;

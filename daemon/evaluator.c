@@ -14,39 +14,6 @@
 #include "config.h"
 #include "log.h"
 
-/* nudge_lunar_md('YYYY-MM-DD') -> lunar 'MM-DD' of that solar date, or NULL. */
-static void
-sql_lunar_md(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    const unsigned char *s = sqlite3_value_text(argv[0]);
-    char date[11], out[6];
-    int y, m, d;
-    struct cal_lunar l;
-    (void)argc;
-    if (!s || strlen((const char *)s) < 10) {
-        sqlite3_result_null(ctx);
-        return;
-    }
-    memcpy(date, s, 10);
-    date[10] = '\0';
-    if (date_parse(date, &y, &m, &d) < 0 || cal_lunar_from_solar(y, m, d, &l) < 0) {
-        sqlite3_result_null(ctx);
-        return;
-    }
-    snprintf(out, sizeof(out), "%02d-%02d", l.month, l.day);
-    sqlite3_result_text(ctx, out, -1, SQLITE_TRANSIENT);
-}
-
-int
-evaluator_register_functions(sqlite3 *db)
-{
-    if (sqlite3_create_function(db, "nudge_lunar_md", 1,
-                                SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
-                                sql_lunar_md, NULL, NULL) != SQLITE_OK)
-        return -EIO;
-    return 0;
-}
-
 /* The SQL expression holding a date field's text, and whether it needs the
  * attribute path bound as a parameter. */
 static const char *

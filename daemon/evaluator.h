@@ -65,7 +65,5 @@ int evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, nt
 int evaluate_due(struct evaluator *ev, const struct ruleset *rs, ntime_t now, int64_t catch_up,
                  struct eval_stats *stats);
 
-/* Registers nudge's SQL functions (nudge_lunar_md) on a connection. */
-int evaluator_register_functions(sqlite3 *db);
 
 #endif

@@ -423,8 +423,6 @@ main(int argc, char **argv)
         store_open(d.cfg->database, &d.eval_st, &err) < 0 ||
         holiday_set_load_dir(d.cfg->calendars_dir, &d.hs, &err) < 0)
         goto fail;
-    evaluator_register_functions(d.st->db);
-    evaluator_register_functions(d.eval_st->db);
     if (render_secret(d.st, &d.secret) < 0) {
         nerr_set(&err, d.cfg->database, 0, 0, "cannot create the installation secret");
         goto fail;

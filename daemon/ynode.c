@@ -568,3 +568,18 @@ json_kind(const json_t *v)
         return "null";
     }
 }
+
+int
+json_get_int(const json_t *v, int lo, int hi, int *out)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < lo || i > hi)
+            return -ERANGE;
+        *out = (int)i;
+        return 0;
+    }
+    if (json_is_string(v))
+        return parse_int_range(json_string_value(v), lo, hi, out);
+    return -EINVAL;
+}

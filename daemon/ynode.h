@@ -77,5 +77,8 @@ json_t *ynode_to_json(const struct ynode *n);
 
 /* "a mapping", "a list", "a string", ... for messages about a JSON setting. */
 const char *json_kind(const json_t *v);
+/* An integer setting in [lo, hi], as a JSON number or, quoted in YAML, as a
+ * digit string. -EINVAL (not an integer) or -ERANGE. */
+int json_get_int(const json_t *v, int lo, int hi, int *out);
 
 #endif

@@ -140,7 +140,6 @@ setup(void **state)
         return -1;
     }
     free(db);
-    evaluator_register_functions(f->st->db);
     f->cfg = config_defaults(f->dir);
     f->ev.st = f->st;
     f->ev.cfg = f->cfg;
