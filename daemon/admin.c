@@ -605,7 +605,7 @@ forecast_job(struct job *j)
     L.j = j;
     L.rows = json_array();
     L.limit = limit > 0 ? (long)limit : 1000000;
-    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}, NULL};
+    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}, NULL, false};
     for (size_t i = 0; i < j->rs->n; i++) {
         if (only && strcmp(only, j->rs->rules[i]->name))
             continue;
@@ -686,7 +686,7 @@ preview_job(struct job *j)
     L.limit = limit > 0 ? (long)limit : 5;
     L.render = true;
     L.renv = (struct render_env){st, d->cfg, j->rs, d->secret, at};
-    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}, NULL};
+    struct evaluator ev = {st, d->cfg, {d->hs, d->cfg->feb29_mar1}, NULL, false};
     /* The next occurrence after `at`: look a day at a time, then take the
      * whole day after the first fire so every zone's share is counted. */
     ntime_t from = at;

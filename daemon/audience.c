@@ -179,6 +179,9 @@ struct parser {
     struct sbuf sql;
     struct aud_param *params;
     size_t nparams, pcap;
+
+    struct aud_dayref *dayrefs; /* days_since / days_until_anniversary calls */
+    size_t ndayrefs;
 };
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -1324,6 +1327,40 @@ emit_month_day(struct parser *p, const struct node *a)
     emit(p, ", 1, 10), -5) END)");
 }
 
+/* Compiles a day-dependent value's date operand on its own (struct
+ * aud_dayref), with parameters of its own. */
+static void
+push_dayref(struct parser *p, enum aud_day_kind kind, const struct node *x)
+{
+    struct sbuf sql = p->sql;
+    struct aud_param *params = p->params;
+    size_t nparams = p->nparams, pcap = p->pcap;
+    struct audience *arg = xcalloc(1, sizeof(*arg));
+
+    sbuf_init(&p->sql);
+    p->params = NULL;
+    p->nparams = p->pcap = 0;
+    if (kind == AUD_DAYS_SINCE) {
+        emit(p, "julianday(");
+        emit_date10(p, x);
+        emit(p, ")");
+    } else {
+        emit_month_day(p, x);
+    }
+    arg->sql = sbuf_steal(&p->sql);
+    arg->params = p->params;
+    arg->nparams = p->nparams;
+    arg->source = xstrdup("");
+    p->sql = sql;
+    p->params = params;
+    p->nparams = nparams;
+    p->pcap = pcap;
+    p->dayrefs = xrealloc(p->dayrefs, (p->ndayrefs + 1) * sizeof(*p->dayrefs));
+    p->dayrefs[p->ndayrefs].kind = kind;
+    p->dayrefs[p->ndayrefs].arg = arg;
+    p->ndayrefs++;
+}
+
 static int
 emit_call(struct parser *p, const struct node *n)
 {
@@ -1341,6 +1378,7 @@ emit_call(struct parser *p, const struct node *n)
         emit(p, ")");
         return 0;
     case FN_DAYS_SINCE:
+        push_dayref(p, AUD_DAYS_SINCE, n->a);
         /* Both sides are midnight dates, so the difference is whole. */
         emit(p, "CAST(julianday(");
         param_today(p);
@@ -1349,6 +1387,7 @@ emit_call(struct parser *p, const struct node *n)
         emit(p, ") AS INTEGER)");
         return 0;
     case FN_DAYS_UNTIL_ANNIV:
+        push_dayref(p, AUD_DAYS_UNTIL_ANNIV, n->a);
         /* This year's anniversary if it is today or later, else next
          * year's. SQLite normalises 02-29 in a common year to 03-01. */
         emit(p, "CAST((CASE WHEN julianday(strftime('%Y', ");
@@ -1588,6 +1627,173 @@ emit_cond(struct parser *p, const struct node *n)
     }
 }
 
+/* ---- day dependence (struct audience: stepwise, cuts) ------------------------ */
+
+#define AUD_MAX_CUTS 64
+
+static bool
+is_day_call(const struct node *n)
+{
+    return n && n->kind == N_CALL &&
+           (n->fn->id == FN_DAYS_SINCE || n->fn->id == FN_DAYS_UNTIL_ANNIV);
+}
+
+/* A literal as the number the compiled SQL compares a day count with. */
+static bool
+literal_number(const struct node *n, double *v)
+{
+    bool is_real;
+    int64_t i;
+    double r;
+    if (n->kind == N_NUM) {
+        *v = n->tok->is_real ? n->tok->r : (double)n->tok->i;
+        return true;
+    }
+    if (n->kind == N_STR && text_as_number(n->tok->str, &is_real, &i, &r)) {
+        *v = is_real ? r : (double)i;
+        return true;
+    }
+    return false;
+}
+
+static void
+add_cut(double **cuts, size_t *n, double v)
+{
+    for (size_t k = 0; k < *n; k++)
+        if ((*cuts)[k] == v)
+            return;
+    *cuts = xrealloc(*cuts, (*n + 1) * sizeof(**cuts));
+    (*cuts)[(*n)++] = v;
+}
+
+/*
+ * Decides whether the expression is stepwise in the day and collects the
+ * cuts: every condition holding a day-dependent value must compare it with
+ * number literals only (=, <, in, between...); "is null" is fine as is, since
+ * whether the value is missing does not depend on the day.
+ */
+static bool
+analyse_days(struct parser *p, double **cuts, size_t *ncuts)
+{
+    for (const struct node *n = p->nodes; n; n = n->all) {
+        const struct node *ops[3] = {n->a, n->b, n->c}, *k;
+        size_t ndays = 0;
+        double v;
+        switch (n->kind) {
+        case N_CMP:
+        case N_BETWEEN:
+        case N_IN:
+            break;
+        case N_LIKE:
+        case N_TRUTH:
+            if (is_day_call(n->a))
+                return false;
+            continue;
+        default:
+            continue;
+        }
+        for (int i = 0; i < 3; i++)
+            ndays += is_day_call(ops[i]);
+        for (k = n->kind == N_IN ? n->kids : NULL; k; k = k->next)
+            ndays += is_day_call(k);
+        if (ndays == 0)
+            continue;
+        if (ndays > 1)
+            return false;
+        for (int i = 0; i < 3; i++) {
+            if (!ops[i] || is_day_call(ops[i]))
+                continue;
+            if (!literal_number(ops[i], &v))
+                return false;
+            add_cut(cuts, ncuts, v);
+        }
+        for (k = n->kind == N_IN ? n->kids : NULL; k; k = k->next) {
+            if (!literal_number(k, &v))
+                return false;
+            add_cut(cuts, ncuts, v);
+        }
+        if (*ncuts > AUD_MAX_CUTS)
+            return false;
+    }
+    return true;
+}
+
+void
+audience_day_select(const struct audience *a, struct sbuf *q)
+{
+    for (size_t k = 0; k < a->ndayrefs; k++)
+        sbuf_printf(q, ", %s", a->dayrefs[k].arg->sql);
+}
+
+int
+audience_day_bind(const struct audience *a, sqlite3_stmt *stmt, int first)
+{
+    int idx = first;
+    for (size_t k = 0; k < a->ndayrefs && idx >= 0; k++)
+        idx = audience_bind(a->dayrefs[k].arg, stmt, idx, NULL);
+    return idx;
+}
+
+void
+audience_day_args(const struct audience *a, sqlite3_stmt *row, int col, struct aud_dayarg *args)
+{
+    for (size_t k = 0; k < a->ndayrefs; k++, col++) {
+        struct aud_dayarg *x = &args[k];
+        const unsigned char *t;
+        memset(x, 0, sizeof(*x));
+        if (sqlite3_column_type(row, col) == SQLITE_NULL)
+            continue;
+        if (a->dayrefs[k].kind == AUD_DAYS_SINCE) {
+            x->jd = sqlite3_column_double(row, col);
+            x->valid = true;
+            continue;
+        }
+        /* julianday('YYYY-' || x) needs exactly "MM-DD", month 1-12 and
+         * day 1-31 (a day past the month's end rolls over: 02-30 is 03-02). */
+        t = sqlite3_column_text(row, col);
+        if (t && sqlite3_column_bytes(row, col) == 5 && t[0] >= '0' && t[0] <= '9' &&
+            t[1] >= '0' && t[1] <= '9' && t[2] == '-' && t[3] >= '0' && t[3] <= '9' &&
+            t[4] >= '0' && t[4] <= '9') {
+            x->m = (t[0] - '0') * 10 + (t[1] - '0');
+            x->d = (t[3] - '0') * 10 + (t[4] - '0');
+            x->valid = x->m >= 1 && x->m <= 12 && x->d >= 1 && x->d <= 31;
+        }
+    }
+}
+
+/* The day number of y-m-d, letting a day past the month's end roll over. */
+static int64_t
+day_rolled(int y, int m, int d)
+{
+    return days_from_civil(y, m, 1) + d - 1;
+}
+
+void
+audience_day_signature(const struct audience *a, const struct aud_dayarg *args, int64_t day,
+                       unsigned char *sig)
+{
+    for (size_t k = 0; k < a->ndayrefs; k++) {
+        const struct aud_dayarg *x = &args[k];
+        int64_t v = 0;
+        if (x->valid && a->dayrefs[k].kind == AUD_DAYS_SINCE) {
+            /* CAST(julianday(today) - julianday(x) AS INTEGER) */
+            v = (int64_t)(((double)day + 2440587.5) - x->jd);
+        } else if (x->valid) {
+            int y, m, d;
+            int64_t ann;
+            civil_from_days(day, &y, &m, &d);
+            ann = day_rolled(y, x->m, x->d);
+            if (ann < day)
+                ann = day_rolled(y + 1, x->m, x->d);
+            v = ann - day;
+        }
+        for (size_t c = 0; c < a->ncuts; c++) {
+            double cut = a->cuts[c];
+            *sig++ = !x->valid ? 3 : (double)v < cut ? 0 : (double)v == cut ? 1 : 2;
+        }
+    }
+}
+
 /* ---- public API --------------------------------------------------------------- */
 
 static void
@@ -1606,6 +1812,9 @@ parser_free(struct parser *p)
         free(p->params[k].text);
     free(p->params);
     sbuf_free(&p->sql);
+    for (size_t k = 0; k < p->ndayrefs; k++)
+        audience_free(p->dayrefs[k].arg);
+    free(p->dayrefs);
 }
 
 /* Something follows a complete condition. */
@@ -1716,8 +1925,13 @@ audience_compile(const char *expr, const char *file, int line, int col,
     a->params = p.params;
     a->nparams = p.nparams;
     a->source = xstrdup(p.src);
+    a->stepwise = analyse_days(&p, &a->cuts, &a->ncuts);
+    a->dayrefs = p.dayrefs;
+    a->ndayrefs = p.ndayrefs;
     p.params = NULL;
     p.nparams = 0;
+    p.dayrefs = NULL;
+    p.ndayrefs = 0;
     *out = a;
     r = 0;
 out:
@@ -1735,6 +1949,10 @@ audience_free(struct audience *a)
     free(a->params);
     free(a->sql);
     free(a->source);
+    for (size_t k = 0; k < a->ndayrefs; k++)
+        audience_free(a->dayrefs[k].arg);
+    free(a->dayrefs);
+    free(a->cuts);
     free(a);
 }
 

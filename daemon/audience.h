@@ -68,11 +68,45 @@ struct aud_param {
     double r;   /* AUD_REAL */
 };
 
+/* A value that changes from day to day: days_since(x) or
+ * days_until_anniversary(x). */
+enum aud_day_kind { AUD_DAYS_SINCE, AUD_DAYS_UNTIL_ANNIV };
+
+struct aud_dayref {
+    enum aud_day_kind kind;
+    /* x on its own, as SQL over c and s with its own parameters:
+     * julianday(x) for days_since, x's 'MM-DD' for days_until_anniversary. */
+    struct audience *arg;
+};
+
 struct audience {
     char *sql;                /* a boolean SQL expression over aliases c and s */
     struct aud_param *params; /* in the order of the `?` in sql */
     size_t nparams;
     char *source; /* the expression as written ("" for everyone) */
+
+    /*
+     * How the expression depends on the day, so that a caller evaluating it
+     * over many days (forecast) can skip the days where it cannot change.
+     * stepwise: every day-dependent value (dayrefs) is compared only with
+     * numbers (cuts), so for a given customer the truth of the expression can
+     * differ between two days only if some dayref falls on a different side
+     * of some cut (audience_day_signature). Not stepwise (a dayref compared
+     * with a field or another dayref, or matched with like): evaluate every
+     * day.
+     */
+    bool stepwise;
+    struct aud_dayref *dayrefs;
+    size_t ndayrefs;
+    double *cuts;
+    size_t ncuts;
+};
+
+/* One customer's dayref arguments, read once (audience_day_args). */
+struct aud_dayarg {
+    bool valid; /* false: x is missing or not a date, so the value is NULL */
+    double jd;  /* AUD_DAYS_SINCE: julianday(x) */
+    int m, d;   /* AUD_DAYS_UNTIL_ANNIV: x's month and day */
 };
 
 /*
@@ -97,6 +131,23 @@ void audience_free(struct audience *a);
  * index, -EINVAL for a bad date, or -ERANGE/-EIO if SQLite refuses.
  */
 int audience_bind(const struct audience *a, sqlite3_stmt *stmt, int first, const char *today);
+
+/*
+ * Day dependence (see struct audience). audience_day_select appends
+ * ", arg1, arg2, ..." (one column per dayref) to a SELECT list and
+ * audience_day_bind binds their parameters from index `first` (returning the
+ * next free index, or < 0 as audience_bind). audience_day_args reads those
+ * columns, starting at column `col`, into args[ndayrefs].
+ * audience_day_signature writes ndayrefs * ncuts bytes to sig: on day `day`
+ * (days since 1970-01-01), the side of each cut each dayref's value is on,
+ * computed exactly as the compiled SQL computes the value.
+ */
+void audience_day_select(const struct audience *a, struct sbuf *q);
+int audience_day_bind(const struct audience *a, sqlite3_stmt *stmt, int first);
+void audience_day_args(const struct audience *a, sqlite3_stmt *row, int col,
+                       struct aud_dayarg *args);
+void audience_day_signature(const struct audience *a, const struct aud_dayarg *args, int64_t day,
+                            unsigned char *sig);
 
 /* The SQL "FROM" clause the expression expects:
  * "customers c LEFT JOIN customer_stats s ON s.customer_id = c.id" */

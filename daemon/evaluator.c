@@ -390,6 +390,166 @@ out:
     return rc;
 }
 
+/* Fires of one zone, collected for list_entered. */
+struct fires {
+    struct fire *v;
+    size_t n, cap;
+};
+
+static int
+collect_fire(void *ud, const struct fire *f)
+{
+    struct fires *fs = ud;
+    if (fs->n == fs->cap) {
+        fs->cap = fs->cap ? fs->cap * 2 : 64;
+        fs->v = xrealloc(fs->v, fs->cap * sizeof(*fs->v));
+    }
+    fs->v[fs->n++] = *f;
+    return 0;
+}
+
+/* Evaluates `cond` for customer `id` on the day of fire f: 1, 0 or < 0. */
+static int
+holds_on(struct win *w, sqlite3_stmt *s, const struct audience *cond, int64_t id,
+         const struct fire *f)
+{
+    char day[11];
+    int idx, rc;
+    snprintf(day, sizeof(day), "%04d-%02d-%02d", f->y, f->m, f->d);
+    sqlite3_reset(s);
+    if ((idx = audience_bind(cond, s, 1, day)) < 0)
+        return -EIO;
+    sqlite3_bind_int64(s, idx, id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        return sqlite3_column_int(s, 0) != 0;
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_err("eval", "query failed: %s", sqlite3_errmsg(w->ev->st->db));
+    return -EIO;
+}
+
+/*
+ * Listing an `entered` trigger over a long window (forecast) for a
+ * condition that is stepwise in the day (audience.h): instead of evaluating
+ * the condition for every customer on every fire, as on_fire_entered does,
+ * one query evaluates it on the first fire and reads each customer's
+ * day-dependent arguments (e.g. last_order_date for days_since); the
+ * condition is then re-evaluated for that customer only on the fires where
+ * its signature changes (days_since(last_order_date) >= 90 changes once,
+ * 90 days after the last order). The rows listed are the same as those
+ * on_fire_entered lists fire by fire, as a test checks.
+ */
+static int
+list_entered(struct win *w, ntime_t from, ntime_t to)
+{
+    const struct rule *r = w->r;
+    const struct audience *cond = r->trigger.condition;
+    struct fires fs = {NULL, 0, 0};
+    struct sbuf q;
+    sqlite3_stmt *s = NULL, *pt = NULL, *aud = NULL;
+    struct aud_dayarg *args = NULL;
+    unsigned char *sig = NULL, *prev = NULL;
+    int64_t *days = NULL;
+    size_t siglen = cond->ndayrefs * cond->ncuts;
+    int rc, idx;
+    char day0[11];
+
+    sbuf_init(&q);
+    if ((rc = schedule_fires(r, &w->ev->senv, w->tz, from, to, collect_fire, &fs)) < 0)
+        goto out;
+    w->stats->fires += (long)fs.n;
+    if (!fs.n)
+        goto out;
+    days = xcalloc(fs.n, sizeof(*days));
+    for (size_t i = 0; i < fs.n; i++)
+        days[i] = days_from_civil(fs.v[i].y, fs.v[i].m, fs.v[i].d);
+    snprintf(day0, sizeof(day0), "%04d-%02d-%02d", fs.v[0].y, fs.v[0].m, fs.v[0].d);
+
+    sbuf_printf(&q, "SELECT c.id, c.ext_id, coalesce((%s), 0)", cond->sql);
+    audience_day_select(cond, &q);
+    where_sql(w, &fs.v[0], &q, false, 0);
+    sbuf_adds(&q, " ORDER BY c.ext_id");
+    if ((rc = prepare(w->ev, q.s, &s)) < 0)
+        goto out;
+    if ((idx = audience_bind(cond, s, 1, day0)) < 0 || (idx = audience_day_bind(cond, s, idx)) < 0 ||
+        where_bind(w, &fs.v[0], s, idx, false, NULL, 0, day0) < 0) {
+        rc = -EIO;
+        goto out;
+    }
+    q.len = 0;
+    sbuf_printf(&q, "SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", cond->sql,
+                audience_from_clause());
+    if ((rc = prepare(w->ev, q.s, &pt)) < 0)
+        goto out;
+    if (r->audience) {
+        q.len = 0;
+        sbuf_printf(&q, "SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", r->audience->sql,
+                    audience_from_clause());
+        if ((rc = prepare(w->ev, q.s, &aud)) < 0)
+            goto out;
+    }
+    args = xcalloc(cond->ndayrefs + 1, sizeof(*args));
+    sig = xcalloc(siglen + 1, 1);
+    prev = xcalloc(siglen + 1, 1);
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        const char *ext_id = (const char *)sqlite3_column_text(s, 1);
+        bool member = idset_has(w->members, id), varies = false;
+        int inside = sqlite3_column_int(s, 2) != 0;
+
+        audience_day_args(cond, s, 3, args);
+        for (size_t k = 0; k < cond->ndayrefs; k++)
+            varies |= args[k].valid;
+        varies &= siglen > 0;
+        if (varies)
+            audience_day_signature(cond, args, days[0], prev);
+        for (size_t i = 0; i < fs.n; i++) {
+            if (i > 0) {
+                if (!varies)
+                    break;
+                audience_day_signature(cond, args, days[i], sig);
+                if (!memcmp(sig, prev, siglen))
+                    continue;
+                memcpy(prev, sig, siglen);
+                if ((inside = holds_on(w, pt, cond, id, &fs.v[i])) < 0) {
+                    rc = inside;
+                    goto out;
+                }
+            }
+            if (member && !inside) {
+                member = false;
+            } else if (!member && inside) {
+                member = true;
+                if (aud) {
+                    int in_aud = holds_on(w, aud, r->audience, id, &fs.v[i]);
+                    if (in_aud < 0) {
+                        rc = in_aud;
+                        goto out;
+                    }
+                    if (!in_aud)
+                        continue;
+                }
+                if ((rc = list_customer(w, &fs.v[i], id, ext_id)) < 0)
+                    goto out;
+            }
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : -EIO;
+out:
+    sqlite3_finalize(s);
+    sqlite3_finalize(pt);
+    sqlite3_finalize(aud);
+    sbuf_free(&q);
+    free(fs.v);
+    free(days);
+    free(args);
+    free(sig);
+    free(prev);
+    return rc;
+}
+
 static int
 on_fire(void *ud, const struct fire *f)
 {
@@ -515,7 +675,11 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
             log_warn("eval", "customers with unknown time zone '%s' are skipped", z[i]);
             continue;
         }
-        rc = schedule_fires(r, &ev->senv, z[i], from, to, on_fire, &w);
+        if (cb && r->trigger.kind == TRIG_ENTERED && r->trigger.condition->stepwise &&
+            !ev->day_by_day)
+            rc = list_entered(&w, from, to);
+        else
+            rc = schedule_fires(r, &ev->senv, z[i], from, to, on_fire, &w);
     }
     for (size_t i = 0; i < nz; i++)
         free(z[i]);

@@ -43,6 +43,9 @@ struct evaluator {
     const struct config *cfg;
     struct sched_env senv;
     const atomic_bool *stop; /* when set, evaluate_due ends after the current rule; may be NULL */
+    /* Listing `entered` triggers: evaluate the condition on every fire even
+     * when it is stepwise in the day (for tests comparing the two ways). */
+    bool day_by_day;
 };
 
 /*

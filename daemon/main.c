@@ -61,7 +61,7 @@ eval_work(uv_work_t *w)
     memset(&d->eval_stats, 0, sizeof(d->eval_stats));
     /* catch_up limits only the first cycle: the time the daemon was down. */
     d->eval_rc = evaluate_due(&(struct evaluator){d->eval_st, d->cfg, {d->hs, d->cfg->feb29_mar1},
-                                                  &d->stopping},
+                                                  &d->stopping, false},
                               d->eval_rs, d->eval_to, d->cycles ? INT64_MAX : d->cfg->catch_up,
                               &d->eval_stats);
 }

@@ -16,7 +16,8 @@
 #   3. `nudgectl advance --to T+31d` then enqueues exactly the forecast rows
 #      for that rule: the same count and the same (customer, occurrence, due
 #      time) triples (counted with sqlite3 on the database).
-#   4. The same holds per rule for a forecast of every rule over the window.
+#   4. The same holds per rule for a forecast of every rule over the window,
+#      row for row, the `entered` win-back rule included.
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -160,6 +161,22 @@ while read -r rule; do
 	e=$(sql "$inst" "SELECT count(*) FROM deliveries WHERE rule = '$rule'")
 	check_eq "forecast of every rule: $rule forecast = enqueued" "$f" "$e"
 done <"$E2E_TMP/rules.txt"
+check_true "the window has win-back (entered) rows to compare" \
+	test "$(jq '[.rows[] | select(.rule == "winback-coupon")] | length' <<<"$all")" -gt 10
+# Row for row, including the `entered` win-back rule, whose forecast derives
+# each customer's entry day while advance checks the condition day by day.
+jq -r '.rows[] | [.rule, .customer, .occurrence, .channel, .at] | @tsv' <<<"$all" |
+	sort >"$E2E_TMP/fc-all.tsv"
+sqlite3 -batch -noheader -separator $'\t' "file:$inst/nudge.db?mode=ro" \
+	"SELECT d.rule, c.ext_id, d.occurrence, d.channel,
+	        strftime('%Y-%m-%dT%H:%M:%SZ', d.due_at, 'unixepoch')
+	 FROM deliveries d JOIN customers c ON c.id = d.customer_id" | sort >"$E2E_TMP/enq-all.tsv"
+if cmp -s "$E2E_TMP/fc-all.tsv" "$E2E_TMP/enq-all.tsv"; then
+	pass "forecast of every rule and the enqueued deliveries are the same (rule, customer, occurrence, channel, time)"
+else
+	fail "forecast of every rule and the enqueued deliveries are the same (rule, customer, occurrence, channel, time)" "(diff forecast enqueued:)"
+	diff "$E2E_TMP/fc-all.tsv" "$E2E_TMP/enq-all.tsv" | head -10 | sed 's/^/    | /' >&2
+fi
 
 check_true "the daemon is alive" daemon_alive "$inst"
 stop_daemon "$inst"
