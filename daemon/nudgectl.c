@@ -138,6 +138,7 @@ call(const char *sock, json_t *req, int *rc)
     for (;;) {
         char buf[65536];
         ssize_t n = read(fd, buf, sizeof(buf));
+        size_t scanned = in.len; /* a reply can be large: look for its end in new bytes only */
         char *nl;
         if (n < 0 && errno == EINTR)
             continue;
@@ -147,11 +148,12 @@ call(const char *sock, json_t *req, int *rc)
             break;
         }
         sbuf_add(&in, buf, (size_t)n);
-        while ((nl = memchr(in.s, '\n', in.len))) {
+        while ((nl = memchr(in.s + scanned, '\n', in.len - scanned))) {
             json_t *msg = json_loadb(in.s, (size_t)(nl - in.s), 0, NULL);
             size_t used = (size_t)(nl - in.s) + 1;
             memmove(in.s, nl + 1, in.len - used);
             in.len -= used;
+            scanned = 0;
             if (msg && json_object_get(msg, "ok")) {
                 rep = msg;
                 break;
