@@ -48,6 +48,14 @@ add_timeline(struct store *st, int64_t customer_id, ntime_t at, const char *kind
     store_done(s);
 }
 
+/* What rendering decided for one claimed row that is not sent, applied
+ * with the batch's results. */
+struct held {
+    enum render_status rs; /* RENDER_OK: sent (see res); others: finish/defer */
+    bool release;          /* stopping: give the row back untouched */
+    char why[512];         /* the reason for skip/suppress/fail/defer */
+};
+
 /* Worker thread: one batch. */
 static void
 job_work(uv_work_t *w)
@@ -60,8 +68,10 @@ job_work(uv_work_t *w)
     struct rendered *rd = NULL;
     struct nudge_message *msgs = NULL;
     struct send_result *res = NULL;
+    struct held *held = NULL;
     size_t *idx = NULL, nmsg = 0, n = 0;
     struct render_env env = {s->st, d->cfg, s->rs, d->secret, s->now};
+    bool reading;
 
     s->claimed = 0;
     s->sent = s->failed = s->other = 0;
@@ -74,42 +84,30 @@ job_work(uv_work_t *w)
     msgs = xcalloc(n, sizeof(*msgs));
     res = xcalloc(n, sizeof(*res));
     idx = xcalloc(n, sizeof(*idx));
+    held = xcalloc(n, sizeof(*held));
 
+    /* The batch renders from one read transaction: one snapshot and one
+     * shared lock for its few queries per message instead of a lock taken
+     * and dropped around each of them. Rendering only reads; what it decides
+     * is written with the results below. */
+    reading = store_exec(s->st, "BEGIN") == 0;
     for (size_t i = 0; i < n; i++) {
-        char why[512] = "";
-        enum render_status rs;
         if (atomic_load(&d->stopping)) {
-            outbox_release(s->st, ds[i].id);
+            held[i].release = true;
             continue;
         }
-        rs = render_delivery(&env, &ds[i], &rd[i], why, sizeof(why));
-        switch (rs) {
-        case RENDER_OK:
+        held[i].rs = render_delivery(&env, &ds[i], &rd[i], held[i].why, sizeof(held[i].why));
+        if (held[i].rs == RENDER_OK) {
             rd[i].msg.date = s->now;
             msgs[nmsg] = rd[i].msg;
             idx[nmsg++] = i;
-            break;
-        case RENDER_SKIP:
-            outbox_finish(s->st, ds[i].id, "skipped", why, s->now);
-            s->other++;
-            break;
-        case RENDER_SUPPRESS:
-            outbox_finish(s->st, ds[i].id, "suppressed", why, s->now);
-            s->other++;
-            break;
-        case RENDER_FAIL:
-            outbox_finish(s->st, ds[i].id, "dead", why, s->now);
-            s->failed++;
-            break;
-        case RENDER_DEFER:
-            outbox_defer(s->st, ds[i].id, rd[i].defer_until, why);
-            s->other++;
-            break;
         }
     }
+    if (reading)
+        store_commit(s->st);
     if (nmsg && atomic_load(&d->stopping)) {
         for (size_t k = 0; k < nmsg; k++)
-            outbox_release(s->st, ds[idx[k]].id);
+            held[idx[k]].release = true;
         nmsg = 0;
     }
     if (nmsg)
@@ -117,6 +115,32 @@ job_work(uv_work_t *w)
 
     /* One transaction for the batch's results: one fsync, not n. */
     store_begin(s->st);
+    for (size_t i = 0; i < n; i++) {
+        if (held[i].release) {
+            outbox_release(s->st, ds[i].id);
+            continue;
+        }
+        switch (held[i].rs) {
+        case RENDER_OK:
+            break;
+        case RENDER_SKIP:
+            outbox_finish(s->st, ds[i].id, "skipped", held[i].why, s->now);
+            s->other++;
+            break;
+        case RENDER_SUPPRESS:
+            outbox_finish(s->st, ds[i].id, "suppressed", held[i].why, s->now);
+            s->other++;
+            break;
+        case RENDER_FAIL:
+            outbox_finish(s->st, ds[i].id, "dead", held[i].why, s->now);
+            s->failed++;
+            break;
+        case RENDER_DEFER:
+            outbox_defer(s->st, ds[i].id, rd[i].defer_until, held[i].why);
+            s->other++;
+            break;
+        }
+    }
     for (size_t k = 0; k < nmsg; k++) {
         struct delivery *dl = &ds[idx[k]];
         const struct nudge_message *m = &msgs[k];
@@ -149,6 +173,7 @@ out:
     free(msgs);
     free(res);
     free(idx);
+    free(held);
 }
 
 static void job_start(struct slot *s);

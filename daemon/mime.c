@@ -26,11 +26,80 @@
 #define MIME_ID_HASH_HEX 12
 
 static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
+/* CRLF output; read-only once made, shared by every thread. */
+static GMimeFormatOptions *mime_format;
+/* Each thread's struct mime_cache (see below). */
+static pthread_key_t mime_cache_key;
+/* Every live cache, so that none is unreachable while its thread runs. */
+static pthread_mutex_t mime_caches_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mime_cache *mime_caches;
+
+/*
+ * One thread's composer state. Building a GMimeMessage costs a few dozen
+ * GObjects (a header list with one object per header, six address lists,
+ * their change events) and freeing it as many again; for a batch of
+ * messages that differ only in their values that was most of the
+ * composition time. So each thread keeps the message it composed last, and
+ * the next message with the same From and the same set of headers rewrites
+ * that message's header values in place (GMime keeps a header's position
+ * when its value is set) and gets a new body. Any other message builds a
+ * fresh one, exactly as the first did, so the output is the same bytes
+ * either way.
+ */
+struct mime_cache {
+    GMimeMessage *msg;              /* last message composed, NULL if none */
+    unsigned shape;                 /* MIME_HAS_* of msg */
+    char *from;                     /* the From spec of msg, NULL if none */
+    char *from_name;                /* its display name, NULL if none */
+    char *from_addr;                /* its address */
+    struct mime_cache *prev, *next; /* in mime_caches */
+};
+
+/* The optional headers a message has; a cached message is reused only for a
+ * message with the same ones, so no header is ever added or removed. */
+#define MIME_HAS_MARKETING 1u   /* Precedence */
+#define MIME_HAS_UNSUBSCRIBE 2u /* List-Unsubscribe, List-Unsubscribe-Post */
+#define MIME_HAS_RULE 4u        /* X-Nudge-Rule */
+
+static void
+cache_forget_message(struct mime_cache *c)
+{
+    if (c->msg)
+        g_object_unref(c->msg);
+    c->msg = NULL;
+    c->shape = 0;
+}
+
+static void
+cache_free(void *p)
+{
+    struct mime_cache *c = p;
+    if (!c)
+        return;
+    pthread_mutex_lock(&mime_caches_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        mime_caches = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&mime_caches_lock);
+    cache_forget_message(c);
+    free(c->from);
+    free(c->from_name);
+    free(c->from_addr);
+    free(c);
+}
 
 static void
 mime_init_once(void)
 {
     g_mime_init();
+    mime_format = g_mime_format_options_new();
+    g_mime_format_options_set_newline_format(mime_format, GMIME_NEWLINE_FORMAT_DOS);
+    /* The destructor runs when a thread exits; the process's own exit
+     * leaves the caches reachable from mime_caches. */
+    pthread_key_create(&mime_cache_key, cache_free);
 }
 
 /* GMime must be initialised once per process before any other call; the
@@ -39,6 +108,23 @@ static void
 mime_init(void)
 {
     pthread_once(&mime_once, mime_init_once);
+}
+
+static struct mime_cache *
+cache_get(void)
+{
+    struct mime_cache *c = pthread_getspecific(mime_cache_key);
+    if (c)
+        return c;
+    c = xcalloc(1, sizeof(*c));
+    pthread_mutex_lock(&mime_caches_lock);
+    c->next = mime_caches;
+    if (mime_caches)
+        mime_caches->prev = c;
+    mime_caches = c;
+    pthread_mutex_unlock(&mime_caches_lock);
+    pthread_setspecific(mime_cache_key, c);
+    return c;
 }
 
 static bool
@@ -113,26 +199,48 @@ fold_to_line(const char *s)
     return sbuf_steal(&b);
 }
 
+/* What GMime's best-encoding filter would find in a canonical (CRLF) text,
+ * gathered while canon_crlf writes it: enough to know when its answer under
+ * the 7-bit constraint is 7bit without running the filter. */
+struct text_stats {
+    bool eight;     /* a byte >= 0x80 */
+    size_t maxline; /* longest line in octets before its LF (the CR counts) */
+    bool from;      /* a line starts with "From " (GMime then picks QP) */
+};
+
 /* Text with every line break (CRLF, LF or a lone CR) as CRLF and a final
- * CRLF, the canonical form RFC 2045 wants before a transfer encoding. */
+ * CRLF, the canonical form RFC 2045 wants before a transfer encoding. Copies
+ * whole runs between line breaks rather than byte by byte. */
 static void
-canon_crlf(const char *s, struct sbuf *out)
+canon_crlf(const char *s, struct sbuf *out, struct text_stats *st)
 {
+    const char *p = s;
+    memset(st, 0, sizeof(*st));
     sbuf_init(out);
     sbuf_adds(out, "");
-    for (; *s; s++) {
-        if (*s == '\r') {
-            if (s[1] == '\n')
-                s++;
-            sbuf_add(out, "\r\n", 2);
-        } else if (*s == '\n') {
-            sbuf_add(out, "\r\n", 2);
-        } else {
-            sbuf_addc(out, *s);
+    for (;;) {
+        const char *q = p;
+        unsigned char high = 0;
+        if (strncmp(p, "From ", 5) == 0)
+            st->from = true;
+        while (*q && *q != '\r' && *q != '\n')
+            high |= (unsigned char)*q++;
+        if (high & 0x80)
+            st->eight = true;
+        if ((size_t)(q - p) + 1 > st->maxline)
+            st->maxline = (size_t)(q - p) + 1;
+        if (!*q) {
+            /* The last line, or nothing after the final line break. */
+            if (q > p || out->len == 0) {
+                sbuf_add(out, p, (size_t)(q - p));
+                sbuf_add(out, "\r\n", 2);
+            }
+            break;
         }
-    }
-    if (out->len < 2 || memcmp(out->s + out->len - 2, "\r\n", 2) != 0)
+        sbuf_add(out, p, (size_t)(q - p));
         sbuf_add(out, "\r\n", 2);
+        p = q[0] == '\r' && q[1] == '\n' ? q + 2 : q + 1;
+    }
 }
 
 /* Only absolute http(s) and mailto URLs in plain printable ASCII: anything
@@ -255,7 +363,10 @@ mime_parse_mailbox(const char *spec, char **name, char **addr)
 
 /* A text part labelled utf-8 whose transfer encoding GMime picks under a
  * 7-bit constraint: 7bit for short ASCII lines, else quoted-printable or
- * base64, whichever is smaller for this content. */
+ * base64, whichever is smaller for this content. The common case (ASCII,
+ * lines of at most 998 octets, no "From " line) is known from canon_crlf's
+ * pass to be 7bit, exactly what GMime's filter would say; only other text
+ * goes through g_mime_part_get_best_content_encoding. */
 static GMimeObject *
 text_part(const char *subtype, const char *text)
 {
@@ -263,9 +374,10 @@ text_part(const char *subtype, const char *text)
     GMimeStream *stream;
     GMimeDataWrapper *content;
     GMimeContentEncoding enc;
+    struct text_stats stats;
     struct sbuf canon;
 
-    canon_crlf(text, &canon);
+    canon_crlf(text, &canon, &stats);
     g_mime_text_part_set_charset(part, "utf-8");
     stream = g_mime_stream_mem_new_with_buffer(canon.s, canon.len);
     content = g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
@@ -273,7 +385,11 @@ text_part(const char *subtype, const char *text)
     g_mime_part_set_content(GMIME_PART(part), content);
     g_object_unref(content);
     sbuf_free(&canon);
-    enc = g_mime_part_get_best_content_encoding(GMIME_PART(part), GMIME_ENCODING_CONSTRAINT_7BIT);
+    if (!stats.eight && !stats.from && stats.maxline <= 998)
+        enc = GMIME_CONTENT_ENCODING_7BIT;
+    else
+        enc =
+            g_mime_part_get_best_content_encoding(GMIME_PART(part), GMIME_ENCODING_CONSTRAINT_7BIT);
     if (enc == GMIME_CONTENT_ENCODING_DEFAULT)
         enc = GMIME_CONTENT_ENCODING_7BIT;
     g_mime_part_set_content_encoding(GMIME_PART(part), enc);
@@ -303,18 +419,97 @@ check_text(const char *what, const char *s, struct nerr *err)
     return 0;
 }
 
+/* The From setting parsed, from the thread's cache when it is the one the
+ * cached message carries (a new one drops that message). */
+static int
+cache_from(struct mime_cache *c, const char *from)
+{
+    char *name, *addr;
+    if (c->from && from && strcmp(c->from, from) == 0)
+        return 0;
+    if (mime_parse_mailbox(from, &name, &addr) < 0)
+        return -EINVAL;
+    cache_forget_message(c);
+    free(c->from);
+    free(c->from_name);
+    free(c->from_addr);
+    c->from = xstrdup(from);
+    c->from_name = name;
+    c->from_addr = addr;
+    return 0;
+}
+
+/* A new message with every header of m, in the order GMime and the calls
+ * below give them: Date, From, Subject, To (GMime's own slots), Message-Id,
+ * Auto-Submitted, [Precedence, [List-Unsubscribe, List-Unsubscribe-Post]],
+ * [X-Nudge-Rule], X-Nudge-Delivery; MIME-Version comes with the body. */
+static GMimeMessage *
+build_message(const struct mime_cache *c, const struct nudge_message *m, const char *to_name,
+              const char *subject, GDateTime *dt, const char *id, const char *rule,
+              const char *delivery)
+{
+    GMimeMessage *msg = g_mime_message_new(TRUE);
+    g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, c->from_name, c->from_addr);
+    g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, to_name, m->to);
+    g_mime_message_set_subject(msg, subject, "utf-8");
+    g_mime_message_set_date(msg, dt);
+    g_mime_message_set_message_id(msg, id);
+
+    /* RFC 3834: tells autoresponders (vacation mail) not to answer us. */
+    g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-generated", NULL);
+    if (m->marketing) {
+        g_mime_object_set_header(GMIME_OBJECT(msg), "Precedence", "bulk", NULL);
+        if (m->unsubscribe_url) {
+            char *lu = xasprintf("<%s>", m->unsubscribe_url);
+            set_raw_header(GMIME_OBJECT(msg), "List-Unsubscribe", lu);
+            free(lu);
+            /* RFC 8058: the URL unsubscribes on a bare POST, no page to click. */
+            g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe-Post",
+                                     "List-Unsubscribe=One-Click", NULL);
+        }
+    }
+    if (rule)
+        g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Rule", rule, "utf-8");
+    g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Delivery", delivery, NULL);
+    return msg;
+}
+
+/* Rewrites the values of a cached message of the same shape for m; every
+ * header keeps its place, so the result is what build_message would give. */
+static void
+update_message(GMimeMessage *msg, const struct nudge_message *m, const char *to_name,
+               const char *subject, GDateTime *dt, const char *id, const char *rule,
+               const char *delivery)
+{
+    InternetAddressList *to = g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO);
+    InternetAddress *ia = internet_address_mailbox_new(to_name, m->to);
+    internet_address_list_set_address(to, 0, ia);
+    g_object_unref(ia);
+    g_mime_message_set_subject(msg, subject, "utf-8");
+    g_mime_message_set_date(msg, dt);
+    g_mime_message_set_message_id(msg, id);
+    if (m->marketing && m->unsubscribe_url) {
+        char *lu = xasprintf("<%s>", m->unsubscribe_url);
+        set_raw_header(GMIME_OBJECT(msg), "List-Unsubscribe", lu);
+        free(lu);
+    }
+    if (rule)
+        g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Rule", rule, "utf-8");
+    g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Delivery", delivery, NULL);
+}
+
 int
 mime_compose_email(const struct nudge_message *m, const char *from, const char *message_id_domain,
                    ntime_t date, struct sbuf *out, struct nerr *err)
 {
-    char *from_name = NULL, *from_addr = NULL, *to_name = NULL, *subject = NULL;
-    char *rule = NULL, *rendered = NULL, keybuf[32];
+    char *to_name = NULL, *subject = NULL, *rule = NULL, *rendered = NULL, keybuf[32];
+    char idbuf[32];
     const char *domain;
-    GMimeMessage *msg = NULL;
+    struct mime_cache *cache;
     GMimeObject *body = NULL;
-    GMimeFormatOptions *opts = NULL;
     GDateTime *dt = NULL;
     struct sbuf id, boundary;
+    unsigned shape;
     int rc = 0;
 
     sbuf_init(&id);
@@ -323,8 +518,9 @@ mime_compose_email(const struct nudge_message *m, const char *from, const char *
     if (!m || !out)
         return -EINVAL;
     mime_init();
+    cache = cache_get();
 
-    if (mime_parse_mailbox(from, &from_name, &from_addr) < 0) {
+    if (cache_from(cache, from) < 0) {
         rc = nerr_set(err, NULL, 0, 0, "email From \"%s\" is not a valid mailbox",
                       from ? from : "(none)");
         nerr_hint(err, "write it as an address or as \"Display Name <user@example.com>\"");
@@ -355,61 +551,53 @@ mime_compose_email(const struct nudge_message *m, const char *from, const char *
                   MIME_URL_MAX);
         goto out;
     }
-    domain = message_id_domain ? message_id_domain : strrchr(from_addr, '@') + 1;
+    domain = message_id_domain ? message_id_domain : strrchr(cache->from_addr, '@') + 1;
     if (mime_message_id(m, domain, &id) < 0) {
         rc = nerr_set(err, NULL, 0, 0, "Message-ID domain \"%s\" is not a valid domain name",
                       domain);
         goto out;
     }
-
-    msg = g_mime_message_new(TRUE);
-    g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, from_name, from_addr);
-    if (m->to_name) {
-        to_name = fold_to_line(m->to_name);
-    }
-    g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, to_name && to_name[0] ? to_name : NULL,
-                               m->to);
-    subject = fold_to_line(m->subject ? m->subject : "");
-    g_mime_message_set_subject(msg, subject, "utf-8");
     dt = g_date_time_new_from_unix_utc(date);
     if (!dt) {
         rc = nerr_set(err, NULL, 0, 0, "date %" PRId64 " is out of range", (int64_t)date);
         goto out;
     }
-    g_mime_message_set_date(msg, dt);
-    g_mime_message_set_message_id(msg, id.s);
-
-    /* RFC 3834: tells autoresponders (vacation mail) not to answer us. */
-    g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-generated", NULL);
-    if (m->marketing) {
-        g_mime_object_set_header(GMIME_OBJECT(msg), "Precedence", "bulk", NULL);
-        if (m->unsubscribe_url) {
-            char *lu = xasprintf("<%s>", m->unsubscribe_url);
-            set_raw_header(GMIME_OBJECT(msg), "List-Unsubscribe", lu);
-            free(lu);
-            /* RFC 8058: the URL unsubscribes on a bare POST, no page to click. */
-            g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe-Post",
-                                     "List-Unsubscribe=One-Click", NULL);
+    if (m->to_name) {
+        to_name = fold_to_line(m->to_name);
+        if (!to_name[0]) {
+            free(to_name);
+            to_name = NULL;
         }
     }
-    if (m->rule) {
+    subject = fold_to_line(m->subject ? m->subject : "");
+    if (m->rule)
         rule = fold_to_line(m->rule);
-        g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Rule", rule, "utf-8");
-    }
-    {
-        char idbuf[32];
-        snprintf(idbuf, sizeof(idbuf), "%" PRId64, m->delivery_id);
-        g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Delivery", idbuf, NULL);
+    snprintf(idbuf, sizeof(idbuf), "%" PRId64, m->delivery_id);
+
+    shape = (m->marketing ? MIME_HAS_MARKETING : 0) |
+            (m->marketing && m->unsubscribe_url ? MIME_HAS_UNSUBSCRIBE : 0) |
+            (m->rule ? MIME_HAS_RULE : 0);
+    if (cache->msg && cache->shape == shape) {
+        update_message(cache->msg, m, to_name, subject, dt, id.s, rule, idbuf);
+    } else {
+        cache_forget_message(cache);
+        cache->msg = build_message(cache, m, to_name, subject, dt, id.s, rule, idbuf);
+        cache->shape = shape;
     }
 
     if (m->text && m->html) {
-        GMimeMultipart *alt = g_mime_multipart_new_with_subtype("alternative");
+        /* Not g_mime_multipart_new_with_subtype: it reads a random boundary
+         * from /dev/urandom (open, read, close) that would be replaced at once. */
+        GMimeMultipart *alt = g_object_new(GMIME_TYPE_MULTIPART, NULL);
+        GMimeContentType *ctype = g_mime_content_type_new("multipart", "alternative");
         GMimeObject *part;
         /* A boundary derived from the key keeps retries byte-identical; the
          * "=-" prefix can never occur in quoted-printable or base64 text. */
         sbuf_adds(&boundary, "=-nudge-");
         add_hash_hex(&boundary, "boundary:", id_key(m, keybuf, sizeof(keybuf)), 24);
-        g_mime_multipart_set_boundary(alt, boundary.s);
+        g_mime_content_type_set_parameter(ctype, "boundary", boundary.s);
+        g_mime_object_set_content_type(GMIME_OBJECT(alt), ctype);
+        g_object_unref(ctype);
         part = text_part("plain", m->text);
         g_mime_multipart_add(alt, part);
         g_object_unref(part);
@@ -420,13 +608,12 @@ mime_compose_email(const struct nudge_message *m, const char *from, const char *
     } else {
         body = m->text ? text_part("plain", m->text) : text_part("html", m->html);
     }
-    g_mime_message_set_mime_part(msg, body);
+    g_mime_message_set_mime_part(cache->msg, body);
 
-    opts = g_mime_format_options_new();
-    g_mime_format_options_set_newline_format(opts, GMIME_NEWLINE_FORMAT_DOS);
-    rendered = g_mime_object_to_string(GMIME_OBJECT(msg), opts);
+    rendered = g_mime_object_to_string(GMIME_OBJECT(cache->msg), mime_format);
     if (!rendered) {
-        rc = nerr_set(err, NULL, 0, 0, "GMime could not write the message");
+        nerr_set(err, NULL, 0, 0, "GMime could not write the message");
+        cache_forget_message(cache);
         rc = -EIO;
         goto out;
     }
@@ -437,16 +624,10 @@ mime_compose_email(const struct nudge_message *m, const char *from, const char *
 out:
     if (rendered)
         g_free(rendered);
-    if (opts)
-        g_mime_format_options_free(opts);
     if (body)
         g_object_unref(body);
     if (dt)
         g_date_time_unref(dt);
-    if (msg)
-        g_object_unref(msg);
-    free(from_name);
-    free(from_addr);
     free(to_name);
     free(subject);
     free(rule);

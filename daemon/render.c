@@ -4,7 +4,7 @@
 #include "render.h"
 
 #include <errno.h>
-#include <openssl/hmac.h>
+#include <glib.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,17 +16,32 @@
 #include "policy.h"
 #include "template.h"
 
+/* HMAC-SHA256 of data under secret into mac (32 bytes). GLib's GHmac rather
+ * than OpenSSL's one-shot HMAC(): OpenSSL 3 looks the HMAC and SHA-256
+ * implementations up by name (under locks) on every call, and two of these
+ * run for every message rendered. The MAC is the same. */
+static void
+hmac_sha256(const char *secret, const char *data, unsigned char mac[32])
+{
+    GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, (const guchar *)secret, strlen(secret));
+    gsize len = 32;
+    g_hmac_update(h, (const guchar *)data, (gssize)strlen(data));
+    g_hmac_get_digest(h, mac, &len);
+    g_hmac_unref(h);
+}
+
 void
 hmac_hex(const char *secret, const char *data, char *out, size_t chars)
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[32];
     size_t i;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)data, strlen(data), mac,
-         &len);
-    for (i = 0; i < len && 2 * i + 1 < chars; i++)
-        snprintf(out + 2 * i, 3, "%02x", mac[i]);
-    out[chars < 2 * len ? chars : 2 * len] = '\0';
+    hmac_sha256(secret, data, mac);
+    for (i = 0; i < sizeof(mac) && 2 * i + 1 < chars; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[chars < 2 * sizeof(mac) ? chars : 2 * sizeof(mac)] = '\0';
 }
 
 void
@@ -125,11 +140,9 @@ coupon_code(const char *secret, const struct rule *r, const char *ext_id, const 
 {
     static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     char *data = xasprintf("coupon\n%s\n%s\n%s", r->name, ext_id, occurrence);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
+    unsigned char mac[32];
     char code[9];
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)data, strlen(data), mac,
-         &len);
+    hmac_sha256(secret, data, mac);
     for (int i = 0; i < 8; i++)
         code[i] = alphabet[mac[i] % 32];
     code[8] = '\0';
@@ -370,11 +383,21 @@ render_delivery(const struct render_env *env, const struct delivery *d, struct r
     json_object_set_new(p, "rule", json_string(r->name));
     json_object_set_new(p, "occurrence", json_string(d->occurrence));
     json_object_set_new(p, "channel", json_string(a->channel));
-    json_t *cust = json_deep_copy(out->ctx);
+    /* The customer's fields of the context, sharing its values (nothing
+     * changes them once rendered) instead of a deep copy to prune. */
+    json_t *cust = json_object();
     static const char *const not_customer[] = {"rule",     "occurrence",      "channel", "today",
                                                "coupon",   "unsubscribe_url", "delivery_id", NULL};
-    for (int i = 0; not_customer[i]; i++)
-        json_object_del(cust, not_customer[i]);
+    const char *key;
+    json_t *val;
+    json_object_foreach(out->ctx, key, val)
+    {
+        int i = 0;
+        while (not_customer[i] && strcmp(not_customer[i], key) != 0)
+            i++;
+        if (!not_customer[i])
+            json_object_set(cust, key, val);
+    }
     json_object_set_new(p, "customer", cust);
     json_object_set_new(p, "to", to ? json_string(to) : json_null());
     time_format_iso(d->due_at, t, sizeof(t));
