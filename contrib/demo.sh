@@ -36,7 +36,11 @@ channels:
   email: { transport: spool, from: "Shop 商店 <shop@example.com>" }
   sms: { transport: spool }
   webhook: { transport: spool }
-  task: { transport: task, staff: [alice, bob] }
+  task:
+    transport: task
+    staff: [alice, bob]
+    # Each new task is also emailed to its assignee (here: to the spool).
+    notify: { email: { alice: alice@shop.example.com, bob: bob@shop.example.com } }
 YAML
 
 ctl() { "$build/nudgectl" -s "$demo/nudge.sock" "$@"; }
@@ -77,6 +81,10 @@ done
 echo
 echo "Callback tasks for alice (nudgectl tasks --owner alice):"
 ctl tasks --owner alice | head -6
+echo
+echo "Task notifications emailed to staff (channels.task.notify), by recipient:"
+grep -h '^To: ' $(grep -l '^Subject: New callback task' "$demo"/spool/email/*.eml) |
+    sort | uniq -c | sed 's/^/  /'
 echo
 eml=$(grep -l '^X-Nudge-Rule: birthday-greeting' "$demo"/spool/email/*.eml | head -1)
 echo "One birthday email, as a mail client shows it ($eml):"

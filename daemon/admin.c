@@ -744,7 +744,8 @@ cmd_tasks(struct conn *c, json_t *req)
     json_t *a = json_array();
     if (sqlite3_prepare_v2(c->d->st->db,
                            "SELECT t.id, t.kind, t.assignee, t.note, t.due_at, t.created_at,"
-                           " t.done_at, t.outcome, t.rule, cu.ext_id, cu.name, cu.phone"
+                           " t.done_at, t.outcome, t.rule, cu.ext_id, cu.name, cu.phone,"
+                           " t.notified_email_at, t.notified_webhook_at, t.notify_error"
                            " FROM tasks t JOIN customers cu ON cu.id = t.customer_id"
                            " WHERE (?1 IS NULL OR t.assignee = ?1)"
                            " AND (?2 OR t.done_at IS NULL)"
@@ -784,6 +785,14 @@ cmd_tasks(struct conn *c, json_t *req)
         json_object_set_new(o, "phone", sqlite3_column_text(s, 11)
                                             ? json_string((const char *)sqlite3_column_text(s, 11))
                                             : json_null());
+        /* channels.task.notify: when the assignee was told, and what failed. */
+        if (sqlite3_column_type(s, 12) != SQLITE_NULL)
+            json_object_set_new(o, "notified_email_at", jtime(sqlite3_column_int64(s, 12)));
+        if (sqlite3_column_type(s, 13) != SQLITE_NULL)
+            json_object_set_new(o, "notified_webhook_at", jtime(sqlite3_column_int64(s, 13)));
+        if (sqlite3_column_type(s, 14) != SQLITE_NULL)
+            json_object_set_new(o, "notify_error",
+                                json_string((const char *)sqlite3_column_text(s, 14)));
         json_array_append_new(a, o);
     }
     sqlite3_finalize(s);

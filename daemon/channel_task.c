@@ -4,8 +4,29 @@
  * staff list in nudge.yaml (channels.task.staff), with a due date and the
  * rendered note; `nudgectl tasks` lists them. The delivery id is unique in
  * tasks, so a retried or repeated send never makes a second task.
+ *
+ * Optionally (channels.task.notify) the assignee is also told about each new
+ * task, by email over the transport of channels.email and/or by a signed
+ * webhook over the http transport:
+ *
+ *   task:
+ *     transport: task
+ *     staff: [alice, bob]
+ *     notify:
+ *       email: { alice: alice@shop.example, bob: bob@shop.example }
+ *       webhook: { url: "https://crm.example/hooks/tasks", secret_file: tasks.whsec }
+ *
+ * An assignee missing from the email map is written to directly if the name
+ * is itself an address. Notifying is part of delivering the task: if a way
+ * fails transiently the delivery is retried (the task already exists and is
+ * not made twice) and only that way is tried again, with the same key
+ * (webhook-id "task-<id>", Message-ID from "task-<id>-email"). Each way done,
+ * or given up for good (no address, a 5xx reply, a 410), sets
+ * tasks.notified_email_at / notified_webhook_at; notify_error says what
+ * could not be done.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +35,19 @@
 #include "channel_spool.h"
 #include "util.h"
 
+/* A backend used to notify assignees, with its session. */
+struct notifier {
+    const struct channel_backend *be;
+    void *state;
+};
+
 struct task_state {
     sqlite3 *db;   /* our own connection: sends run on a worker thread */
     char **staff;  /* round-robin list, may be empty */
     size_t nstaff;
+    struct notifier mail, hook; /* channels.task.notify; be NULL when not used */
+    json_t *mail_to;            /* notify.email: assignee -> address */
+    char *hook_url;             /* notify.webhook.url */
 };
 
 static const char *const task_channels[] = {"task", NULL};
@@ -32,7 +62,116 @@ task_close(void *state)
     for (size_t i = 0; i < t->nstaff; i++)
         free(t->staff[i]);
     free(t->staff);
+    if (t->mail.be && t->mail.state)
+        t->mail.be->close(t->mail.state);
+    if (t->hook.be && t->hook.state)
+        t->hook.be->close(t->hook.state);
+    json_decref(t->mail_to);
+    free(t->hook_url);
     free(t);
+}
+
+/* Opens backend `transport` for `channel` with a copy of settings that also
+ * carries the daemon's annotations (_file, _line, _spool_dir, _database). */
+static int
+notifier_open(struct notifier *n, const char *transport, const char *channel, json_t *settings,
+              json_t *task_settings, struct nerr *err)
+{
+    static const char *const notes[] = {"_file", "_line", "_spool_dir", "_database", NULL};
+    json_t *copy = json_deep_copy(settings);
+    int rc;
+    n->be = channel_backend_find(transport);
+    if (!n->be) {
+        json_decref(copy);
+        return -EINVAL;
+    }
+    for (int i = 0; notes[i]; i++)
+        if (!json_object_get(copy, notes[i]) && json_object_get(task_settings, notes[i]))
+            json_object_set(copy, notes[i], json_object_get(task_settings, notes[i]));
+    /* The dispatcher's own per-channel settings are not the backend's. */
+    json_object_del(copy, "concurrency");
+    json_object_del(copy, "lifetime");
+    json_object_del(copy, "max_attempts");
+    rc = n->be->open(channel, copy, &n->state, err);
+    json_decref(copy);
+    if (rc < 0)
+        n->be = NULL;
+    return rc;
+}
+
+static int
+notify_open(struct task_state *t, const char *channel, json_t *settings, struct nerr *err)
+{
+    json_t *notify = json_object_get(settings, "notify"), *v, *mail, *hook;
+    const char *file = json_string_value(json_object_get(settings, "_file"));
+    int line = (int)json_integer_value(json_object_get(settings, "_line"));
+    const char *key;
+
+    if (!notify)
+        return 0;
+    if (!json_is_object(notify)) {
+        nerr_set(err, file, line, 0, "channels.%s.notify must be a mapping", channel);
+        nerr_hint(err, "e.g. notify: { email: { alice: alice@shop.example } }");
+        return -EINVAL;
+    }
+    json_object_foreach(notify, key, v)
+    {
+        if (strcmp(key, "email") && strcmp(key, "webhook")) {
+            nerr_set(err, file, line, 0, "unknown key '%s' in channels.%s.notify", key, channel);
+            nerr_hint(err, "notify takes email (assignee: address) and webhook (url, secret_file)");
+            return -EINVAL;
+        }
+    }
+    if ((mail = json_object_get(notify, "email"))) {
+        json_t *email = json_object_get(settings, "_email");
+        const char *transport = json_string_value(json_object_get(email, "transport"));
+        if (!json_is_object(mail)) {
+            nerr_set(err, file, line, 0, "channels.%s.notify.email must map staff names to "
+                     "email addresses", channel);
+            nerr_hint(err, "e.g. email: { alice: alice@shop.example, bob: bob@shop.example }");
+            return -EINVAL;
+        }
+        json_object_foreach(mail, key, v)
+        {
+            if (!json_is_string(v) || !strchr(json_string_value(v), '@')) {
+                nerr_set(err, file, line, 0, "channels.%s.notify.email.%s must be an email "
+                         "address", channel, key);
+                return -EINVAL;
+            }
+        }
+        if (!json_is_object(email)) {
+            nerr_set(err, file, line, 0, "channels.%s.notify.email sends over channels.email, "
+                     "which is not configured", channel);
+            nerr_hint(err, "add channels.email (e.g. { transport: smtp, host: ..., from: ... })");
+            return -EINVAL;
+        }
+        if (notifier_open(&t->mail, transport ? transport : "spool", "email", email, settings,
+                          err) < 0)
+            return -EINVAL;
+        t->mail_to = json_incref(mail);
+    }
+    if ((hook = json_object_get(notify, "webhook"))) {
+        const char *url = json_string_value(json_object_get(hook, "url"));
+        json_t *copy;
+        int rc;
+        if (!json_is_object(hook) || !url ||
+            (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))) {
+            nerr_set(err, file, line, 0, "channels.%s.notify.webhook needs a url "
+                     "(http:// or https://)", channel);
+            nerr_hint(err, "e.g. webhook: { url: \"https://crm.example/hooks/tasks\", "
+                      "secret_file: tasks.whsec }");
+            return -EINVAL;
+        }
+        copy = json_deep_copy(hook);
+        json_object_del(copy, "url");
+        json_object_set_new(copy, "transport", json_string("http"));
+        rc = notifier_open(&t->hook, "http", "webhook", copy, settings, err);
+        json_decref(copy);
+        if (rc < 0)
+            return -EINVAL;
+        t->hook_url = xstrdup(url);
+    }
+    return 0;
 }
 
 static int
@@ -47,10 +186,12 @@ task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
     size_t i;
     json_object_foreach(settings, key, v)
     {
-        if (key[0] == '_' || !strcmp(key, "transport") || !strcmp(key, "staff"))
+        if (key[0] == '_' || !strcmp(key, "transport") || !strcmp(key, "staff") ||
+            !strcmp(key, "notify"))
             continue;
         nerr_set(err, file, line, 0, "unknown setting '%s' for the task transport", key);
-        nerr_hint(err, "the task transport takes: staff (a list of names for round-robin)");
+        nerr_hint(err, "the task transport takes: staff (a list of names for round-robin) and "
+                       "notify (email and/or webhook)");
         return -EINVAL;
     }
     if (staff && !json_is_array(staff)) {
@@ -78,8 +219,230 @@ task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         t->staff = xrealloc(t->staff, (t->nstaff + 1) * sizeof(*t->staff));
         t->staff[t->nstaff++] = xstrdup(json_string_value(v));
     }
+    if (notify_open(t, channel, settings, err) < 0) {
+        task_close(t);
+        return -EINVAL;
+    }
     *state = t;
     return 0;
+}
+
+/* One task as the notifications describe it. */
+struct task_row {
+    int64_t id, due_at;
+    const char *assignee, *kind, *note;
+    bool mail_done, hook_done; /* notified_email_at / notified_webhook_at set */
+};
+
+/* The notification document: the webhook body, and the spool's .json. */
+static json_t *
+task_doc(const struct nudge_message *m, const struct task_row *k, const char *due)
+{
+    json_t *task = json_object(), *customer = json_object_get(m->payload, "customer");
+    json_object_set_new(task, "id", json_integer((json_int_t)k->id));
+    json_object_set_new(task, "kind", json_string(k->kind));
+    json_object_set_new(task, "assignee",
+                        k->assignee && k->assignee[0] ? json_string(k->assignee) : json_null());
+    json_object_set_new(task, "note", json_string(k->note));
+    json_object_set_new(task, "due_at", json_string(due));
+    json_object_set_new(task, "rule", json_string(m->rule));
+    json_object_set_new(task, "occurrence", json_string(m->occurrence ? m->occurrence : ""));
+    json_object_set_new(task, "customer_id", json_string(m->customer_id ? m->customer_id : ""));
+    json_object_set_new(task, "delivery_id", json_integer((json_int_t)m->delivery_id));
+    return json_pack("{sssoso}", "type", "task.created", "task", task, "customer",
+                     customer ? json_incref(customer) : json_null());
+}
+
+/* The assignee's address for notify.email, or NULL. */
+static const char *
+mail_address(const struct task_state *t, const char *assignee)
+{
+    const char *to;
+    if (!assignee || !assignee[0])
+        return NULL;
+    if ((to = json_string_value(json_object_get(t->mail_to, assignee))))
+        return to;
+    return strchr(assignee, '@') ? assignee : NULL;
+}
+
+/* Sends the notification email; fills r. */
+static void
+send_mail(struct task_state *t, const struct nudge_message *m, const struct task_row *k,
+          const char *to, const char *due, const char *key, json_t *doc, struct send_result *r)
+{
+    json_t *customer = json_object_get(m->payload, "customer");
+    const char *name = json_string_value(json_object_get(customer, "name"));
+    const char *phone = json_string_value(json_object_get(customer, "phone"));
+    const char *email = json_string_value(json_object_get(customer, "email"));
+    const char *cid = m->customer_id ? m->customer_id : "-";
+    struct nudge_message e = {0};
+    struct sbuf subject, text;
+    char mkey[64];
+
+    sbuf_init(&subject);
+    sbuf_init(&text);
+    snprintf(mkey, sizeof(mkey), "%s-email", key);
+    sbuf_printf(&subject, "New %s task: %s (due %.10s)", k->kind, name && name[0] ? name : cid,
+                due);
+    sbuf_printf(&text,
+                "A %s task is assigned to you (%s).\n\n"
+                "%s\n\n"
+                "Customer: %s (id %s)\n"
+                "Phone:    %s\n"
+                "Email:    %s\n"
+                "Due:      %s\n"
+                "Rule:     %s\n\n"
+                "When it is done: nudgectl task done %" PRId64 " --outcome \"...\"\n",
+                k->kind, k->assignee, k->note, name ? name : "", cid, phone ? phone : "-",
+                email ? email : "-", due, m->rule, k->id);
+    e.delivery_id = m->delivery_id;
+    e.idempotency_key = mkey;
+    e.rule = m->rule;
+    e.occurrence = m->occurrence;
+    e.channel = "email";
+    e.customer_id = m->customer_id;
+    e.to = to;
+    e.to_name = k->assignee;
+    e.subject = subject.s;
+    e.text = text.s;
+    e.marketing = false;
+    e.created_at = m->created_at;
+    e.date = m->date;
+    e.payload = doc;
+    memset(r, 0, sizeof(*r));
+    t->mail.be->send(t->mail.state, &e, 1, r);
+    sbuf_free(&subject);
+    sbuf_free(&text);
+}
+
+/* Sends the notification webhook; fills r. */
+static void
+send_hook(struct task_state *t, const struct nudge_message *m, const char *key, json_t *doc,
+          struct send_result *r)
+{
+    struct nudge_message h = {0};
+    h.delivery_id = m->delivery_id;
+    h.idempotency_key = key;
+    h.rule = m->rule;
+    h.occurrence = m->occurrence;
+    h.channel = "webhook";
+    h.customer_id = m->customer_id;
+    h.to = t->hook_url;
+    h.created_at = m->created_at;
+    h.date = m->date;
+    h.payload = doc;
+    memset(r, 0, sizeof(*r));
+    t->hook.be->send(t->hook.state, &h, 1, r);
+}
+
+/* Records that one way of notifying task `id` is done (why = NULL) or
+ * given up for good (why says why, appended to notify_error). */
+static int
+mark_notified(struct task_state *t, int64_t id, const char *column, int64_t at, const char *why)
+{
+    char sql[200];
+    sqlite3_stmt *s;
+    int rc;
+    snprintf(sql, sizeof(sql),
+             "UPDATE tasks SET %s = ?, notify_error = CASE WHEN ?2 IS NULL THEN notify_error"
+             " ELSE coalesce(notify_error || '; ', '') || ?2 END WHERE id = ?3",
+             column);
+    if (sqlite3_prepare_v2(t->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, at);
+    if (why)
+        sqlite3_bind_text(s, 2, why, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, id);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/*
+ * After the task row exists: tells its assignee by each configured way not
+ * done yet. Each way is recorded as soon as it is done or given up, so a
+ * retry repeats only what failed transiently; that failure becomes res.
+ */
+static void
+task_notify(struct task_state *t, const struct nudge_message *m, struct send_result *res)
+{
+    static const char get[] = "SELECT id, assignee, due_at, kind, note,"
+                              " notified_email_at IS NOT NULL, notified_webhook_at IS NOT NULL"
+                              " FROM tasks WHERE delivery_id = ?";
+    sqlite3_stmt *s = NULL;
+    struct task_row k;
+    char *assignee = NULL, *kind = NULL, *note = NULL, key[48], due[32];
+    struct sbuf failed;
+    json_t *doc = NULL;
+
+    sbuf_init(&failed);
+    if ((!t->mail.be && !t->hook.be) || sqlite3_prepare_v2(t->db, get, -1, &s, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(s, 1, m->delivery_id);
+    if (sqlite3_step(s) != SQLITE_ROW)
+        goto out;
+    k.id = sqlite3_column_int64(s, 0);
+    if (sqlite3_column_type(s, 1) != SQLITE_NULL)
+        assignee = xstrdup((const char *)sqlite3_column_text(s, 1));
+    k.due_at = sqlite3_column_int64(s, 2);
+    kind = xstrdup(sqlite3_column_text(s, 3) ? (const char *)sqlite3_column_text(s, 3) : "");
+    note = xstrdup(sqlite3_column_text(s, 4) ? (const char *)sqlite3_column_text(s, 4) : "");
+    k.mail_done = !t->mail.be || sqlite3_column_int(s, 5);
+    k.hook_done = !t->hook.be || sqlite3_column_int(s, 6);
+    sqlite3_finalize(s);
+    s = NULL;
+    k.assignee = assignee;
+    k.kind = kind;
+    k.note = note;
+    if (k.mail_done && k.hook_done)
+        goto out;
+
+    snprintf(key, sizeof(key), "task-%" PRId64, k.id);
+    time_format_iso(k.due_at, due, sizeof(due));
+    doc = task_doc(m, &k, due);
+    for (int way = 0; way < 2; way++) {
+        bool mail = way == 1;
+        struct send_result r;
+        char why[400];
+        const char *to = NULL;
+        if (mail ? k.mail_done : k.hook_done)
+            continue;
+        memset(&r, 0, sizeof(r));
+        if (mail && !(to = mail_address(t, k.assignee))) {
+            r.status = SEND_PERMANENT;
+            snprintf(r.error, sizeof(r.error), "no address for %s (add it to notify.email)",
+                     k.assignee && k.assignee[0] ? k.assignee : "a task without assignee");
+        } else if (mail) {
+            send_mail(t, m, &k, to, due, key, doc, &r);
+        } else {
+            send_hook(t, m, key, doc, &r);
+        }
+        if (r.status == SEND_TRANSIENT) {
+            sbuf_printf(&failed, "%s%s: %s", failed.len ? "; " : "", mail ? "email" : "webhook",
+                        r.error);
+            if (r.retry_after > res->retry_after)
+                res->retry_after = r.retry_after;
+            continue;
+        }
+        snprintf(why, sizeof(why), "%s: %s", mail ? "email" : "webhook", r.error);
+        if (mark_notified(t, k.id, mail ? "notified_email_at" : "notified_webhook_at", m->date,
+                          r.status == SEND_OK ? NULL : why) < 0)
+            sbuf_printf(&failed, "%stasks table: %s", failed.len ? "; " : "",
+                        sqlite3_errmsg(t->db));
+    }
+    if (failed.len) {
+        res->status = SEND_TRANSIENT;
+        res->code = -EAGAIN;
+        snprintf(res->error, sizeof(res->error), "task %" PRId64 " made; notifying %s: %s", k.id,
+                 k.assignee && k.assignee[0] ? k.assignee : "its assignee", failed.s);
+    }
+out:
+    sqlite3_finalize(s);
+    json_decref(doc);
+    sbuf_free(&failed);
+    free(assignee);
+    free(kind);
+    free(note);
 }
 
 static void
@@ -130,6 +493,7 @@ task_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
             free(detail);
         }
         res[i].status = SEND_OK;
+        task_notify(t, m, &res[i]);
         continue;
     fail:
         res[i].status = SEND_TRANSIENT;

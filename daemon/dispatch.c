@@ -318,6 +318,10 @@ dispatch_open(struct daemon *d, struct nerr *err)
         c->settings = json_deep_copy(settings);
         json_object_set_new(c->settings, "_spool_dir", json_string(d->cfg->spool_dir));
         json_object_set_new(c->settings, "_database", json_string(d->cfg->database));
+        /* The task transport may notify assignees over the email channel. */
+        if (!strcmp(transport, "task") && json_object_get(d->cfg->channels, "email"))
+            json_object_set_new(c->settings, "_email",
+                                json_deep_copy(json_object_get(d->cfg->channels, "email")));
         c->nslots = (int)d->cfg->dispatch.concurrency;
         c->lifetime = d->cfg->dispatch.lifetime;
         /* Per-channel dispatch settings are the dispatcher's, not the backend's. */

@@ -101,6 +101,12 @@ static const char *const migrations[] = {
      * frequency caps count marketing messages only. */
     "ALTER TABLE deliveries ADD COLUMN marketing INTEGER NOT NULL DEFAULT 1;"
     "CREATE INDEX deliveries_claim ON deliveries(channel, state, next_attempt_at);",
+
+    /* 3 -> 4: notifying a task's assignee (channels.task.notify): when it
+     * was done, or why it could not be. */
+    "ALTER TABLE tasks ADD COLUMN notified_email_at INTEGER;"
+    "ALTER TABLE tasks ADD COLUMN notified_webhook_at INTEGER;"
+    "ALTER TABLE tasks ADD COLUMN notify_error TEXT;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

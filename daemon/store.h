@@ -30,7 +30,9 @@
  *   rule_runs(rule PRIMARY KEY, evaluated_to)     -- scheduler progress, for catch-up
  *   rule_members(rule, customer_id, since)        -- who is inside an `entered` condition
  *   tasks(id, delivery_id UNIQUE, customer_id, rule, kind, assignee, note, due_at,
- *         created_at, done_at, outcome)            -- callback tasks for staff
+ *         created_at, done_at, outcome,            -- callback tasks for staff
+ *         notified_email_at, notified_webhook_at,  -- the assignee told
+ *         notify_error)                            --   (channels.task.notify)
  *   meta(key PRIMARY KEY, value)
  */
 #ifndef NUDGE_STORE_H
@@ -42,7 +44,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 struct store_stmt_cache;
 
