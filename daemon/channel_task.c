@@ -90,6 +90,7 @@ notifier_open(struct notifier *n, const char *transport, const char *channel, js
             json_object_set(copy, notes[i], json_object_get(task_settings, notes[i]));
     /* The dispatcher's own per-channel settings are not the backend's. */
     json_object_del(copy, "concurrency");
+    json_object_del(copy, "batch");
     json_object_del(copy, "lifetime");
     json_object_del(copy, "max_attempts");
     rc = n->be->open(channel, copy, &n->state, err);

@@ -41,7 +41,7 @@ config_defaults(const char *base)
     c->feb29_mar1 = false;
     c->http_listen = NULL;
     c->public_url = xstrdup("http://127.0.0.1:8025");
-    c->dispatch.batch = 50;
+    c->dispatch.batch = 200;
     c->dispatch.concurrency = 4;
     c->dispatch.lease = 300;
     c->dispatch.lifetime = 3 * 86400;

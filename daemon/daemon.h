@@ -43,6 +43,7 @@ struct chan {
     json_t *settings;
     struct slot *slots;
     int nslots;
+    int batch;        /* deliveries claimed at a time: the channel's own, else dispatch.batch */
     int64_t lifetime; /* retry lifetime: the channel's own, else dispatch.lifetime */
     int max_attempts; /* 0 = bounded by lifetime only */
 };

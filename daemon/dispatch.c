@@ -63,7 +63,7 @@ job_work(uv_work_t *w)
     struct slot *s = w->data;
     struct chan *c = s->chan;
     struct daemon *d = c->d;
-    size_t max = (size_t)d->cfg->dispatch.batch;
+    size_t max = (size_t)c->batch;
     struct delivery *ds = NULL;
     struct rendered *rd = NULL;
     struct nudge_message *msgs = NULL;
@@ -240,8 +240,8 @@ dispatch_kick(struct daemon *d)
     check_settled(d);
 }
 
-/* concurrency, lifetime and max_attempts in a channel's mapping override
- * the dispatch defaults for that channel. */
+/* batch, concurrency, lifetime and max_attempts in a channel's mapping
+ * override the dispatch defaults for that channel. */
 static int
 take_channel_limits(struct daemon *d, struct chan *c, struct nerr *err)
 {
@@ -255,6 +255,14 @@ take_channel_limits(struct daemon *d, struct chan *c, struct nerr *err)
         }
         c->nslots = (int)json_integer_value(v);
         json_object_del(c->settings, "concurrency");
+    }
+    if ((v = json_object_get(c->settings, "batch"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 10000) {
+            nerr_set(err, d->cfg->file, line, 0, "channels.%s.batch must be 1 to 10000", c->name);
+            return -EINVAL;
+        }
+        c->batch = (int)json_integer_value(v);
+        json_object_del(c->settings, "batch");
     }
     if ((v = json_object_get(c->settings, "lifetime"))) {
         int64_t secs;
@@ -323,6 +331,7 @@ dispatch_open(struct daemon *d, struct nerr *err)
             json_object_set_new(c->settings, "_email",
                                 json_deep_copy(json_object_get(d->cfg->channels, "email")));
         c->nslots = (int)d->cfg->dispatch.concurrency;
+        c->batch = (int)d->cfg->dispatch.batch;
         c->lifetime = d->cfg->dispatch.lifetime;
         /* Per-channel dispatch settings are the dispatcher's, not the backend's. */
         if (take_channel_limits(d, c, err) < 0)

@@ -9,7 +9,7 @@
 # birthday rule (rules/birthday.*, copied) fires once at 2027-01-15T09:00Z
 # and enqueues N emails. nudged runs on a frozen clock at 08:00Z with
 # channels.email on the smtp transport (starttls "no") to smtp-sink on
-# 127.0.0.1 and dispatch { batch: 50, concurrency: 4 }. Measured:
+# 127.0.0.1 and dispatch { batch: 200, concurrency: 4 } (the defaults). Measured:
 #   total     wall time of `nudgectl advance --to 2027-01-15T09:00:00Z`
 #             (evaluation + enqueue of N rows, then dispatch until settled)
 #   enqueue   advance start -> the evaluator's "N deliveries enqueued" log line
@@ -22,7 +22,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-20000}
 CONC=${CONC:-4}
-BATCH=${BATCH:-50}
+BATCH=${BATCH:-200}
 BENCH_CMD="contrib/bench/email.sh $N"
 bench_init email
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ] ||

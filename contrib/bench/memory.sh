@@ -30,7 +30,7 @@ TOTAL=${1:-1000000}
 C=${2:-20000}
 MAX_SECONDS=${MAX_SECONDS:-900}
 CONC=${CONC:-4}
-BATCH=${BATCH:-50}
+BATCH=${BATCH:-200}
 BENCH_CMD="contrib/bench/memory.sh $TOTAL $C"
 bench_init memory
 DAYS=$(((TOTAL + C - 1) / C))

@@ -17,7 +17,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-20000}
 CONC=${CONC:-4}
-BATCH=${BATCH:-50}
+BATCH=${BATCH:-200}
 MAXCONN=${MAXCONN:-16}
 BENCH_CMD="contrib/bench/sms.sh $N"
 bench_init sms

@@ -8,7 +8,7 @@
 # answers 200, counts). A care rule fires once for N customers sharing a
 # birthday, with one webhook action to the sink; channels.webhook is the
 # http transport with a Standard Webhooks secret (every request signed),
-# max_connections 16, dispatch { batch: 50, concurrency: 4 }. Measured as in
+# max_connections 16, dispatch { batch: 200, concurrency: 4 } (the defaults). Measured as in
 # email.sh: total = `nudgectl advance` across the fire, split into enqueue
 # and dispatch at the evaluator's log line. Then the receiver-only limit:
 # wrk -t2 -c64 (4 slots x 16 connections) POSTing bodies of the same size to
@@ -17,7 +17,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-20000}
 CONC=${CONC:-4}
-BATCH=${BATCH:-50}
+BATCH=${BATCH:-200}
 MAXCONN=${MAXCONN:-16}
 BENCH_CMD="contrib/bench/webhook.sh $N"
 bench_init webhook

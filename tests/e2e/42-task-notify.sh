@@ -212,4 +212,11 @@ bad_notify "a misspelt notify key" "email: .*" "emial: { alice: alice@shop.examp
 bad_notify "a staff address without @" "email: .*" "email: { alice: alice.shop.example }" \
 	"channels.task.notify.email.alice must be an email address"
 bad_notify "a webhook without url" "webhook: .*" "webhook: { secret_file: x }" "needs a url"
+# The dispatcher's per-channel settings are checked the same way.
+mkdir -p "$E2E_TMP/bad-batch"
+sed -e "s|^    staff: \[bob\]|    staff: [bob]\n    batch: 0|" -e "s|$inst|$E2E_TMP/bad-batch|g" \
+	"$inst/nudge.yaml" >"$E2E_TMP/bad-batch/nudge.yaml"
+run_cmd timeout 20 "$NUDGED" -c "$E2E_TMP/bad-batch/nudge.yaml" --now 2027-02-28T00:00:00Z --frozen
+check_true "nudged refuses to start with channels.task.batch: 0 (exit $RC)" test "$RC" -ne 0 -a "$RC" -ne 124
+check_contains "the error names the setting and its range" "$ERR" "channels.task.batch must be 1 to 10000"
 e2e_finish

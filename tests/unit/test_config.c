@@ -213,7 +213,7 @@ empty_file_gives_documented_defaults(void **state)
     assert_false(c->feb29_mar1);
     assert_null(c->http_listen);
     assert_string_equal(c->public_url, "http://127.0.0.1:8025");
-    assert_int_equal(c->dispatch.batch, 50);
+    assert_int_equal(c->dispatch.batch, 200);
     assert_int_equal(c->dispatch.concurrency, 4);
     assert_int_equal(c->dispatch.lease, 300);
     assert_int_equal(c->dispatch.lifetime, 3 * 86400);
