@@ -998,4 +998,5 @@ const struct channel_backend channel_backend_smtp = {
     .close = smtp_close,
     .classify_error = smtp_classify_error,
     .batch_max = SMTP_BATCH_MAX,
+    .needs_payload = false, /* composes from the fields */
 };

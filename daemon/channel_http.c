@@ -2227,4 +2227,5 @@ const struct channel_backend channel_backend_http = {
     .close = http_close,
     .classify_error = http_classify_error,
     .batch_max = HTTP_BATCH_MAX,
+    .needs_payload = true,
 };

@@ -167,4 +167,5 @@ const struct channel_backend channel_backend_spool = {
     .close = spool_close,
     .classify_error = spool_classify,
     .batch_max = 100,
+    .needs_payload = true,
 };

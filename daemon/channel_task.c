@@ -518,4 +518,5 @@ const struct channel_backend channel_backend_task = {
     .close = task_close,
     .classify_error = task_classify,
     .batch_max = 100,
+    .needs_payload = true,
 };

@@ -96,7 +96,8 @@ job_work(uv_work_t *w)
             held[i].release = true;
             continue;
         }
-        held[i].rs = render_delivery(&env, &ds[i], &rd[i], held[i].why, sizeof(held[i].why));
+        held[i].rs = render_delivery(&env, &ds[i], c->be->needs_payload, &rd[i], held[i].why,
+                                     sizeof(held[i].why));
         if (held[i].rs == RENDER_OK) {
             rd[i].msg.date = s->now;
             msgs[nmsg] = rd[i].msg;

@@ -47,8 +47,17 @@ static struct mime_cache *mime_caches;
  * either way.
  */
 struct mime_cache {
-    GMimeMessage *msg;              /* last message composed, NULL if none */
-    unsigned shape;                 /* MIME_HAS_* of msg */
+    GMimeMessage *msg; /* last message composed, NULL if none */
+    unsigned shape;    /* MIME_HAS_* of msg */
+    /* The values msg's headers carry now, so that an unchanged one is not
+     * set again (NULL: none, or not known). */
+    char *to, *to_name, *subject, *rule;
+    ntime_t date;
+    /* msg's MIME part, kept and refilled while the next message has the
+     * same parts: the multipart/alternative (or the single text part) and
+     * the text/plain and text/html parts in it (NULL if absent). */
+    GMimeObject *body;
+    GMimeTextPart *plain, *html;
     char *from;                     /* the From spec of msg, NULL if none */
     char *from_name;                /* its display name, NULL if none */
     char *from_addr;                /* its address */
@@ -62,12 +71,28 @@ struct mime_cache {
 #define MIME_HAS_RULE 4u        /* X-Nudge-Rule */
 
 static void
+cache_forget_body(struct mime_cache *c)
+{
+    if (c->body)
+        g_object_unref(c->body);
+    c->body = NULL;
+    c->plain = c->html = NULL;
+}
+
+static void
 cache_forget_message(struct mime_cache *c)
 {
     if (c->msg)
         g_object_unref(c->msg);
     c->msg = NULL;
     c->shape = 0;
+    free(c->to);
+    free(c->to_name);
+    free(c->subject);
+    free(c->rule);
+    c->to = c->to_name = c->subject = c->rule = NULL;
+    c->date = 0;
+    cache_forget_body(c);
 }
 
 static void
@@ -361,16 +386,19 @@ mime_parse_mailbox(const char *spec, char **name, char **addr)
     return 0;
 }
 
-/* A text part labelled utf-8 whose transfer encoding GMime picks under a
- * 7-bit constraint: 7bit for short ASCII lines, else quoted-printable or
- * base64, whichever is smaller for this content. The common case (ASCII,
- * lines of at most 998 octets, no "From " line) is known from canon_crlf's
- * pass to be 7bit, exactly what GMime's filter would say; only other text
- * goes through g_mime_part_get_best_content_encoding. */
-static GMimeObject *
-text_part(const char *subtype, const char *text)
+static void freeze_headers(GMimeObject *obj);
+
+/* Fills a text part labelled utf-8 with text and the transfer encoding
+ * GMime picks under a 7-bit constraint: 7bit for short ASCII lines, else
+ * quoted-printable or base64, whichever is smaller for this content. The
+ * common case (ASCII, lines of at most 998 octets, no "From " line) is known
+ * from canon_crlf's pass to be 7bit, exactly what GMime's filter would say;
+ * only other text goes through g_mime_part_get_best_content_encoding. A
+ * refilled part keeps its Content-Transfer-Encoding header when the
+ * encoding is the one it has. */
+static void
+text_fill(GMimePart *part, const char *text)
 {
-    GMimeTextPart *part = g_mime_text_part_new_with_subtype(subtype);
     GMimeStream *stream;
     GMimeDataWrapper *content;
     GMimeContentEncoding enc;
@@ -378,22 +406,73 @@ text_part(const char *subtype, const char *text)
     struct sbuf canon;
 
     canon_crlf(text, &canon, &stats);
-    g_mime_text_part_set_charset(part, "utf-8");
     stream = g_mime_stream_mem_new_with_buffer(canon.s, canon.len);
     content = g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
     g_object_unref(stream);
-    g_mime_part_set_content(GMIME_PART(part), content);
+    g_mime_part_set_content(part, content);
     g_object_unref(content);
     sbuf_free(&canon);
     if (!stats.eight && !stats.from && stats.maxline <= 998)
         enc = GMIME_CONTENT_ENCODING_7BIT;
     else
-        enc =
-            g_mime_part_get_best_content_encoding(GMIME_PART(part), GMIME_ENCODING_CONSTRAINT_7BIT);
+        enc = g_mime_part_get_best_content_encoding(part, GMIME_ENCODING_CONSTRAINT_7BIT);
     if (enc == GMIME_CONTENT_ENCODING_DEFAULT)
         enc = GMIME_CONTENT_ENCODING_7BIT;
-    g_mime_part_set_content_encoding(GMIME_PART(part), enc);
-    return GMIME_OBJECT(part);
+    if (g_mime_part_get_content_encoding(part) != enc) {
+        g_mime_part_set_content_encoding(part, enc);
+        freeze_headers(GMIME_OBJECT(part));
+    }
+}
+
+/* A new text/subtype part labelled utf-8 holding text (see text_fill). */
+static GMimeTextPart *
+text_part(const char *subtype, const char *text)
+{
+    GMimeTextPart *part = g_mime_text_part_new_with_subtype(subtype);
+    g_mime_text_part_set_charset(part, "utf-8");
+    text_fill(GMIME_PART(part), text);
+    return part;
+}
+
+/* The first header called name of obj. */
+static GMimeHeader *
+header_of(GMimeObject *obj, const char *name)
+{
+    return g_mime_header_list_get_header(g_mime_object_get_header_list(obj), name);
+}
+
+/* Gives a header the raw value " value" and a newline, which GMime then
+ * writes as it is instead of formatting the value again on every write. */
+static void
+header_set_raw(GMimeHeader *h, const char *value)
+{
+    char *raw = xasprintf(" %s\n", value);
+    g_mime_header_set_raw_value(h, raw);
+    free(raw);
+}
+
+/*
+ * Makes GMime write every header of obj as it is now instead of formatting
+ * its value again on each write: GMime formats a value when it is set and
+ * keeps the result as the raw value, but writes a header whose value was set
+ * (rather than its raw value) by formatting the value once more. Setting the
+ * raw value to what it already is changes no byte of the output.
+ */
+static void
+freeze_headers(GMimeObject *obj)
+{
+    GMimeHeaderList *list = g_mime_object_get_header_list(obj);
+    int n = g_mime_header_list_get_count(list);
+    for (int i = 0; i < n; i++) {
+        GMimeHeader *h = g_mime_header_list_get_header_at(list, i);
+        const char *raw = g_mime_header_get_raw_value(h);
+        char *copy;
+        if (!raw)
+            continue;
+        copy = g_strdup(raw);
+        g_mime_header_set_raw_value(h, copy);
+        g_free(copy);
+    }
 }
 
 /* Sets a header to exactly `value`, bypassing GMime's folding and RFC 2047
@@ -401,14 +480,82 @@ text_part(const char *subtype, const char *text)
 static void
 set_raw_header(GMimeObject *obj, const char *name, const char *value)
 {
-    GMimeHeaderList *list = g_mime_object_get_header_list(obj);
-    GMimeHeader *h;
-    char *raw;
     g_mime_object_set_header(obj, name, value, NULL);
-    h = g_mime_header_list_get_header(list, name);
-    raw = xasprintf(" %s\n", value);
+    header_set_raw(header_of(obj, name), value);
+}
+
+/* True if GMime formats `value` for an unstructured header `name` as the
+ * value itself on one line: words of printable ASCII between single spaces,
+ * none that could be taken for an RFC 2047 encoded word, the whole line
+ * short of the folding column. */
+static bool
+plain_short(const char *name, const char *value)
+{
+    size_t n = strlen(value);
+    if (n == 0 || strlen(name) + 2 + n > 76 || value[0] == ' ' || value[n - 1] == ' ')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c > 0x7e || (c == ' ' && value[i + 1] == ' ') ||
+            (c == '=' && value[i + 1] == '?'))
+            return false;
+    }
+    return true;
+}
+
+/* Sets an unstructured header of a message built by build_message to what
+ * GMime would write for value in charset: as it is when plain_short, else
+ * formatted by GMime's own formatter for the header, once. False (nothing
+ * set) for a value GMime would first trim, which the caller sets the usual
+ * way. */
+static bool
+set_unstructured(GMimeObject *obj, const char *name, const char *value, const char *charset)
+{
+    GMimeHeader *h = header_of(obj, name);
+    size_t n = strlen(value);
+    char *raw;
+    if (plain_short(name, value)) {
+        header_set_raw(h, value);
+        return true;
+    }
+    if (n == 0 || g_ascii_isspace(value[0]) || g_ascii_isspace(value[n - 1]))
+        return false;
+    raw = g_mime_header_format_default(h, NULL, value, charset);
     g_mime_header_set_raw_value(h, raw);
-    free(raw);
+    g_free(raw);
+    return true;
+}
+
+/* True if GMime writes a To header of one mailbox (name may be NULL) as
+ * "name <addr>" or "addr" on one line: a name of ASCII letters and digits
+ * between single spaces, an address of characters that need neither quoting
+ * nor IDN encoding (lowercase domain), the line short of the folding column. */
+static bool
+to_plain(const char *name, const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    size_t len = strlen("To: ") + strlen(addr);
+    if (!at)
+        return false;
+    for (const char *p = addr; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+              (p < at && ((c >= 'A' && c <= 'Z') || c == '_' || c == '+')) || p == at))
+            return false;
+    }
+    if (name) {
+        size_t n = strlen(name);
+        if (n == 0 || name[0] == ' ' || name[n - 1] == ' ')
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            char c = name[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  (c == ' ' && name[i + 1] != ' ')))
+                return false;
+        }
+        len += n + strlen(" <>");
+    }
+    return len <= 76;
 }
 
 static int
@@ -437,6 +584,20 @@ cache_from(struct mime_cache *c, const char *from)
     c->from_name = name;
     c->from_addr = addr;
     return 0;
+}
+
+/* Remembers in *slot a copy of v (NULL for none). */
+static void
+remember(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = v ? xstrdup(v) : NULL;
+}
+
+static bool
+same(const char *a, const char *b)
+{
+    return a ? b && strcmp(a, b) == 0 : !b;
 }
 
 /* A new message with every header of m, in the order GMime and the calls
@@ -474,46 +635,139 @@ build_message(const struct mime_cache *c, const struct nudge_message *m, const c
     return msg;
 }
 
-/* Rewrites the values of a cached message of the same shape for m; every
- * header keeps its place, so the result is what build_message would give. */
+/*
+ * Rewrites the values of the cached message (of the same shape) for m; every
+ * header keeps its place, so the result is what build_message would give.
+ * A header whose value is the one it has is left alone, and a new value is
+ * set raw, as GMime formats it, where that is known without GMime (plain
+ * short ASCII, the Message-Id, the date) or else formatted by GMime once:
+ * a value set the usual way is formatted when set and again on every write,
+ * and GMime re-encodes an address list (with an IDN lookup per address)
+ * each time.
+ */
 static void
-update_message(GMimeMessage *msg, const struct nudge_message *m, const char *to_name,
-               const char *subject, GDateTime *dt, const char *id, const char *rule,
+update_message(struct mime_cache *c, const struct nudge_message *m, const char *to_name,
+               const char *subject, ntime_t date, GDateTime *dt, const char *id, const char *rule,
                const char *delivery)
 {
-    InternetAddressList *to = g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO);
-    InternetAddress *ia = internet_address_mailbox_new(to_name, m->to);
-    internet_address_list_set_address(to, 0, ia);
-    g_object_unref(ia);
-    g_mime_message_set_subject(msg, subject, "utf-8");
-    g_mime_message_set_date(msg, dt);
-    g_mime_message_set_message_id(msg, id);
-    if (m->marketing && m->unsubscribe_url) {
-        char *lu = xasprintf("<%s>", m->unsubscribe_url);
-        set_raw_header(GMIME_OBJECT(msg), "List-Unsubscribe", lu);
-        free(lu);
+    GMimeObject *obj = GMIME_OBJECT(c->msg);
+    char *s;
+
+    if (!same(c->to, m->to) || !same(c->to_name, to_name)) {
+        if (to_plain(to_name, m->to)) {
+            if (to_name) {
+                s = xasprintf("%s <%s>", to_name, m->to);
+                header_set_raw(header_of(obj, "To"), s);
+                free(s);
+            } else {
+                header_set_raw(header_of(obj, "To"), m->to);
+            }
+        } else {
+            InternetAddressList *to = g_mime_message_get_addresses(c->msg, GMIME_ADDRESS_TYPE_TO);
+            InternetAddress *ia = internet_address_mailbox_new(to_name, m->to);
+            internet_address_list_set_address(to, 0, ia);
+            g_object_unref(ia);
+        }
+        remember(&c->to, m->to);
+        remember(&c->to_name, to_name);
     }
-    if (rule)
-        g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Rule", rule, "utf-8");
-    g_mime_object_set_header(GMIME_OBJECT(msg), "X-Nudge-Delivery", delivery, NULL);
+    if (!same(c->subject, subject)) {
+        if (!set_unstructured(obj, "Subject", subject, "utf-8"))
+            g_mime_message_set_subject(c->msg, subject, "utf-8");
+        remember(&c->subject, subject);
+    }
+    if (c->date != date) {
+        s = g_mime_utils_header_format_date(dt);
+        header_set_raw(header_of(obj, "Date"), s);
+        g_free(s);
+        c->date = date;
+    }
+    s = xasprintf("<%s>", id);
+    header_set_raw(header_of(obj, "Message-Id"), s);
+    free(s);
+    if (m->marketing && m->unsubscribe_url) {
+        s = xasprintf("<%s>", m->unsubscribe_url);
+        header_set_raw(header_of(obj, "List-Unsubscribe"), s);
+        free(s);
+    }
+    if (rule && !same(c->rule, rule)) {
+        if (!set_unstructured(obj, "X-Nudge-Rule", rule, "utf-8"))
+            g_mime_object_set_header(obj, "X-Nudge-Rule", rule, "utf-8");
+        remember(&c->rule, rule);
+    }
+    header_set_raw(header_of(obj, "X-Nudge-Delivery"), delivery);
+}
+
+/* Gives the cached message m's body: the parts it has, refilled, when they
+ * are the same parts as m's, else new ones. */
+static void
+set_body(struct mime_cache *c, const struct nudge_message *m)
+{
+    char keybuf[32];
+    struct sbuf boundary;
+
+    if (c->body && (c->plain != NULL) == (m->text != NULL) &&
+        (c->html != NULL) == (m->html != NULL)) {
+        if (c->plain)
+            text_fill(GMIME_PART(c->plain), m->text);
+        if (c->html)
+            text_fill(GMIME_PART(c->html), m->html);
+    } else {
+        cache_forget_body(c);
+        if (m->text && m->html) {
+            /* Not g_mime_multipart_new_with_subtype: it reads a random
+             * boundary from /dev/urandom (open, read, close) that would be
+             * replaced at once. */
+            GMimeMultipart *alt = g_object_new(GMIME_TYPE_MULTIPART, NULL);
+            GMimeContentType *ctype = g_mime_content_type_new("multipart", "alternative");
+            g_mime_object_set_content_type(GMIME_OBJECT(alt), ctype);
+            g_object_unref(ctype);
+            c->plain = text_part("plain", m->text);
+            g_mime_multipart_add(alt, GMIME_OBJECT(c->plain));
+            g_object_unref(c->plain);
+            c->html = text_part("html", m->html);
+            g_mime_multipart_add(alt, GMIME_OBJECT(c->html));
+            g_object_unref(c->html);
+            c->body = GMIME_OBJECT(alt);
+        } else if (m->text) {
+            c->plain = text_part("plain", m->text);
+            c->body = GMIME_OBJECT(c->plain);
+        } else {
+            c->html = text_part("html", m->html);
+            c->body = GMIME_OBJECT(c->html);
+        }
+    }
+    if (GMIME_IS_MULTIPART(c->body)) {
+        /* A boundary derived from the key keeps retries byte-identical; the
+         * "=-" prefix can never occur in quoted-printable or base64 text. */
+        const char *old = g_mime_multipart_get_boundary(GMIME_MULTIPART(c->body));
+        sbuf_init(&boundary);
+        sbuf_adds(&boundary, "=-nudge-");
+        add_hash_hex(&boundary, "boundary:", id_key(m, keybuf, sizeof(keybuf)), 24);
+        if (!old || strcmp(old, boundary.s) != 0)
+            g_mime_multipart_set_boundary(GMIME_MULTIPART(c->body), boundary.s);
+        sbuf_free(&boundary);
+    }
+    if (g_mime_message_get_mime_part(c->msg) != c->body) {
+        g_mime_message_set_mime_part(c->msg, c->body);
+        freeze_headers(GMIME_OBJECT(c->msg));
+    }
 }
 
 int
 mime_compose_email(const struct nudge_message *m, const char *from, const char *message_id_domain,
                    ntime_t date, struct sbuf *out, struct nerr *err)
 {
-    char *to_name = NULL, *subject = NULL, *rule = NULL, *rendered = NULL, keybuf[32];
+    char *to_name = NULL, *subject = NULL, *rule = NULL, *rendered = NULL;
     char idbuf[32];
     const char *domain;
     struct mime_cache *cache;
-    GMimeObject *body = NULL;
     GDateTime *dt = NULL;
-    struct sbuf id, boundary;
+    struct sbuf id;
     unsigned shape;
     int rc = 0;
 
     sbuf_init(&id);
-    sbuf_init(&boundary);
     sbuf_free(out);
     if (!m || !out)
         return -EINVAL;
@@ -578,37 +832,18 @@ mime_compose_email(const struct nudge_message *m, const char *from, const char *
             (m->marketing && m->unsubscribe_url ? MIME_HAS_UNSUBSCRIBE : 0) |
             (m->rule ? MIME_HAS_RULE : 0);
     if (cache->msg && cache->shape == shape) {
-        update_message(cache->msg, m, to_name, subject, dt, id.s, rule, idbuf);
+        update_message(cache, m, to_name, subject, date, dt, id.s, rule, idbuf);
     } else {
         cache_forget_message(cache);
         cache->msg = build_message(cache, m, to_name, subject, dt, id.s, rule, idbuf);
         cache->shape = shape;
+        cache->to = xstrdup(m->to);
+        cache->to_name = to_name ? xstrdup(to_name) : NULL;
+        cache->subject = xstrdup(subject);
+        cache->rule = rule ? xstrdup(rule) : NULL;
+        cache->date = date;
     }
-
-    if (m->text && m->html) {
-        /* Not g_mime_multipart_new_with_subtype: it reads a random boundary
-         * from /dev/urandom (open, read, close) that would be replaced at once. */
-        GMimeMultipart *alt = g_object_new(GMIME_TYPE_MULTIPART, NULL);
-        GMimeContentType *ctype = g_mime_content_type_new("multipart", "alternative");
-        GMimeObject *part;
-        /* A boundary derived from the key keeps retries byte-identical; the
-         * "=-" prefix can never occur in quoted-printable or base64 text. */
-        sbuf_adds(&boundary, "=-nudge-");
-        add_hash_hex(&boundary, "boundary:", id_key(m, keybuf, sizeof(keybuf)), 24);
-        g_mime_content_type_set_parameter(ctype, "boundary", boundary.s);
-        g_mime_object_set_content_type(GMIME_OBJECT(alt), ctype);
-        g_object_unref(ctype);
-        part = text_part("plain", m->text);
-        g_mime_multipart_add(alt, part);
-        g_object_unref(part);
-        part = text_part("html", m->html);
-        g_mime_multipart_add(alt, part);
-        g_object_unref(part);
-        body = GMIME_OBJECT(alt);
-    } else {
-        body = m->text ? text_part("plain", m->text) : text_part("html", m->html);
-    }
-    g_mime_message_set_mime_part(cache->msg, body);
+    set_body(cache, m);
 
     rendered = g_mime_object_to_string(GMIME_OBJECT(cache->msg), mime_format);
     if (!rendered) {
@@ -624,15 +859,12 @@ mime_compose_email(const struct nudge_message *m, const char *from, const char *
 out:
     if (rendered)
         g_free(rendered);
-    if (body)
-        g_object_unref(body);
     if (dt)
         g_date_time_unref(dt);
     free(to_name);
     free(subject);
     free(rule);
     sbuf_free(&id);
-    sbuf_free(&boundary);
     if (rc < 0)
         sbuf_free(out);
     return rc;

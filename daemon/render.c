@@ -277,8 +277,8 @@ suppressed(struct store *st, int64_t customer_id, const char *channel, const cha
 }
 
 enum render_status
-render_delivery(const struct render_env *env, const struct delivery *d, struct rendered *out,
-                char *why, size_t whylen)
+render_delivery(const struct render_env *env, const struct delivery *d, bool payload,
+                struct rendered *out, char *why, size_t whylen)
 {
     const struct rule *r = ruleset_find(env->rs, d->rule);
     const struct action *a;
@@ -376,6 +376,8 @@ render_delivery(const struct render_env *env, const struct delivery *d, struct r
     }
 
     /* The JSON document: webhook body, spool file, task details. */
+    if (!payload)
+        return RENDER_OK;
     json_t *p = json_object();
     char t[32];
     json_object_set_new(p, "delivery_id", json_integer(d->id));

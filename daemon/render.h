@@ -44,8 +44,10 @@ struct rendered {
     ntime_t defer_until; /* RENDER_DEFER */
 };
 
+/* payload: build msg.payload (for a backend with needs_payload), else leave
+ * it NULL. */
 enum render_status render_delivery(const struct render_env *env, const struct delivery *d,
-                                   struct rendered *out, char *why, size_t whylen);
+                                   bool payload, struct rendered *out, char *why, size_t whylen);
 void rendered_free(struct rendered *r);
 
 /* The template context for one customer (also used by preview). NULL if no such customer. */

@@ -52,7 +52,8 @@ struct nudge_message {
     bool marketing;          /* category: marketing (List-Unsubscribe, caps) or care */
     int64_t created_at;      /* when the delivery was enqueued (unix seconds) */
     int64_t date;            /* the send time to stamp (Date:), from the daemon's clock */
-    json_t *payload;         /* full JSON document (webhook body, spool .json) */
+    json_t *payload;         /* full JSON document (webhook body, spool .json); NULL
+                                for a backend without needs_payload */
 };
 
 /*
@@ -79,6 +80,9 @@ struct channel_backend {
     enum send_status (*classify_error)(int code);
     /* How many messages one send() call should get at most. */
     size_t batch_max;
+    /* Whether send() reads nudge_message.payload; the dispatcher leaves it
+     * NULL (and does not build it) for a backend that does not. */
+    bool needs_payload;
 };
 
 /* The registry (channel.c): finds a backend by transport name. */
