@@ -48,12 +48,21 @@ add_timeline(struct store *st, int64_t customer_id, ntime_t at, const char *kind
     store_done(s);
 }
 
+/* "channel rule (occurrence)", the timeline detail of a sent message. */
+static void
+add_timeline_sent(struct store *st, int64_t customer_id, ntime_t at, const struct nudge_message *m)
+{
+    char *detail = xasprintf("%s %s (%s)", m->channel, m->rule, m->occurrence);
+    add_timeline(st, customer_id, at, "sent", detail);
+    free(detail);
+}
+
 /* What rendering decided for one claimed row that is not sent, applied
  * with the batch's results. */
 struct held {
     enum render_status rs; /* RENDER_OK: sent (see res); others: finish/defer */
     bool release;          /* stopping: give the row back untouched */
-    char why[512];         /* the reason for skip/suppress/fail/defer */
+    char *why;             /* the reason for skip/suppress/fail/defer (else NULL) */
 };
 
 /* Worker thread: one batch. */
@@ -69,7 +78,9 @@ job_work(uv_work_t *w)
     struct nudge_message *msgs = NULL;
     struct send_result *res = NULL;
     struct held *held = NULL;
-    size_t *idx = NULL, nmsg = 0, n = 0;
+    size_t *idx = NULL, nmsg = 0, nsent = 0, n = 0;
+    int64_t *sent_ids = NULL;
+    char why[512];
     struct render_env env = {s->st, d->cfg, s->rs, d->secret, s->now};
     bool reading;
 
@@ -96,8 +107,9 @@ job_work(uv_work_t *w)
             held[i].release = true;
             continue;
         }
-        held[i].rs = render_delivery(&env, &ds[i], c->be->needs_payload, &rd[i], held[i].why,
-                                     sizeof(held[i].why));
+        held[i].rs = render_delivery(&env, &ds[i], c->be->needs_payload, &rd[i], why, sizeof(why));
+        if (held[i].rs != RENDER_OK)
+            held[i].why = xstrdup(why);
         if (held[i].rs == RENDER_OK) {
             rd[i].msg.date = s->now;
             msgs[nmsg] = rd[i].msg;
@@ -142,16 +154,19 @@ job_work(uv_work_t *w)
             break;
         }
     }
+    /* Sent rows in one UPDATE (their timeline rows each in order); the
+     * others one by one, as each has its own next state and error. */
+    if (nmsg)
+        sent_ids = xmalloc(nmsg * sizeof(*sent_ids));
     for (size_t k = 0; k < nmsg; k++) {
         struct delivery *dl = &ds[idx[k]];
         const struct nudge_message *m = &msgs[k];
-        outbox_record(s->st, dl, &res[k], s->now, c->lifetime, c->max_attempts);
         if (res[k].status == SEND_OK) {
-            char *detail = xasprintf("%s %s (%s)", m->channel, m->rule, m->occurrence);
-            add_timeline(s->st, dl->customer_id, s->now, "sent", detail);
-            free(detail);
+            sent_ids[nsent++] = dl->id;
+            add_timeline_sent(s->st, dl->customer_id, s->now, m);
             s->sent++;
         } else {
+            outbox_record(s->st, dl, &res[k], s->now, c->lifetime, c->max_attempts);
             s->failed++;
             log_info("dispatch", "delivery %lld (%s, %s): %s: %s", (long long)dl->id, dl->rule,
                      c->name, res[k].status == SEND_PERMANENT ? "permanent failure" : "will retry",
@@ -162,13 +177,17 @@ job_work(uv_work_t *w)
                 add_suppression(s->st, c->name, m->to, res[k].error, s->now);
         }
     }
+    outbox_record_sent(s->st, sent_ids, nsent, s->now);
     store_commit(s->st);
 out:
     for (size_t i = 0; i < n; i++) {
         if (rd)
             rendered_free(&rd[i]);
+        if (held)
+            free(held[i].why);
         delivery_clear(&ds[i]);
     }
+    free(sent_ids);
     free(ds);
     free(rd);
     free(msgs);

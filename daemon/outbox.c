@@ -158,6 +158,36 @@ outbox_record(struct store *st, const struct delivery *d, const struct send_resu
 }
 
 int
+outbox_record_sent(struct store *st, const int64_t *ids, size_t n, ntime_t now)
+{
+    sqlite3_stmt *s;
+    struct sbuf json;
+    int rc;
+    if (!n)
+        return 0;
+    if (n == 1) {
+        struct delivery d = {.id = ids[0]};
+        struct send_result ok = {.status = SEND_OK};
+        return outbox_record(st, &d, &ok, now, 0, 0);
+    }
+    if (store_prepare(st, "UPDATE deliveries SET state = 'sent', sent_at = ?1, lease_until = NULL,"
+                           " last_error = NULL WHERE id IN (SELECT value FROM json_each(?2))"
+                           " AND state = 'sending'", &s) != SQLITE_OK)
+        return -EIO;
+    /* The ids as a JSON array: "[1,2,3]". */
+    sbuf_init(&json);
+    sbuf_addc(&json, '[');
+    for (size_t i = 0; i < n; i++)
+        sbuf_printf(&json, i ? ",%lld" : "%lld", (long long)ids[i]);
+    sbuf_addc(&json, ']');
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_text(s, 2, json.s, (int)json.len, SQLITE_STATIC);
+    rc = step_done(st, s, "record sent");
+    sbuf_free(&json);
+    return rc;
+}
+
+int
 outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now)
 {
     sqlite3_stmt *s;

@@ -41,6 +41,9 @@ int outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lea
  * max_attempts attempts when max_attempts > 0. */
 int outbox_record(struct store *st, const struct delivery *d, const struct send_result *res,
                   ntime_t now, int64_t lifetime, int max_attempts);
+/* Records n successful sends at once (the same rows and states as
+ * outbox_record with SEND_OK for each): one statement for a batch. */
+int outbox_record_sent(struct store *st, const int64_t *ids, size_t n, ntime_t now);
 /* Final states that are not send results. state: "suppressed" or "skipped". */
 int outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now);
 /* Holds a claimed row until `until` without counting an attempt (quiet hours). */

@@ -4,8 +4,11 @@
 #include "render.h"
 
 #include <errno.h>
-#include <glib.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,43 +19,120 @@
 #include "policy.h"
 #include "template.h"
 
-/* HMAC-SHA256 of data under secret into mac (32 bytes). GLib's GHmac rather
- * than OpenSSL's one-shot HMAC(): OpenSSL 3 looks the HMAC and SHA-256
- * implementations up by name (under locks) on every call, and two of these
- * run for every message rendered. The MAC is the same. */
+/*
+ * HMAC-SHA256 under the installation secret, two of which run for every
+ * message rendered (coupon code, unsubscribe token). OpenSSL's one-shot
+ * HMAC() fetches the HMAC and SHA-256 implementations by name, under locks,
+ * on every call; instead each thread keeps an EVP_MAC context keyed with the
+ * secret, and EVP_MAC_init with no key starts a new MAC from the key state
+ * already computed. The pthread key only frees the context when the thread
+ * ends.
+ */
+struct hmac_key {
+    char *secret;
+    EVP_MAC_CTX *ctx;
+};
+
+static _Thread_local struct hmac_key *thread_key;
+static pthread_key_t key_cleanup;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *hmac_alg;
+
 static void
-hmac_sha256(const char *secret, const char *data, unsigned char mac[32])
+hmac_key_free(void *p)
 {
-    GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, (const guchar *)secret, strlen(secret));
-    gsize len = 32;
-    g_hmac_update(h, (const guchar *)data, (gssize)strlen(data));
-    g_hmac_get_digest(h, mac, &len);
-    g_hmac_unref(h);
+    struct hmac_key *k = p;
+    EVP_MAC_CTX_free(k->ctx);
+    free(k->secret);
+    free(k);
+}
+
+static void
+hmac_once(void)
+{
+    if (pthread_key_create(&key_cleanup, hmac_key_free) != 0 ||
+        !(hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL)))
+        abort();
+}
+
+/* This thread's MAC context, keyed with secret and ready for data. */
+static EVP_MAC_CTX *
+hmac_start(const char *secret)
+{
+    struct hmac_key *k = thread_key;
+    pthread_once(&key_once, hmac_once);
+    if (!k) {
+        k = xcalloc(1, sizeof(*k));
+        if (!(k->ctx = EVP_MAC_CTX_new(hmac_alg)) || pthread_setspecific(key_cleanup, k) != 0)
+            abort();
+        thread_key = k;
+    }
+    if (!k->secret || strcmp(k->secret, secret) != 0) {
+        OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                               OSSL_PARAM_construct_end()};
+        if (EVP_MAC_init(k->ctx, (const unsigned char *)secret, strlen(secret), params) != 1)
+            abort(); /* OpenSSL fails here only without memory */
+        free(k->secret);
+        k->secret = xstrdup(secret);
+    } else if (EVP_MAC_init(k->ctx, NULL, 0, NULL) != 1) {
+        abort();
+    }
+    return k->ctx;
+}
+
+/* HMAC-SHA256 under secret of parts[0] '\n' parts[1] '\n' ... (NULL
+ * terminated) into mac (32 bytes), fed piece by piece: the same MAC as of
+ * the joined string, without building it. */
+static void
+hmac_parts(const char *secret, const char *const *parts, unsigned char mac[32])
+{
+    EVP_MAC_CTX *ctx = hmac_start(secret);
+    size_t n = 0;
+    int ok = 1;
+    for (int i = 0; ok && parts[i]; i++) {
+        if (i)
+            ok = EVP_MAC_update(ctx, (const unsigned char *)"\n", 1);
+        if (ok)
+            ok = EVP_MAC_update(ctx, (const unsigned char *)parts[i], strlen(parts[i]));
+    }
+    if (!ok || EVP_MAC_final(ctx, mac, &n, 32) != 1 || n != 32)
+        abort();
+}
+
+static void
+to_hex(const unsigned char mac[32], char *out, size_t chars)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+    for (i = 0; i < 32 && 2 * i + 1 < chars; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[chars < 64 ? chars : 64] = '\0';
 }
 
 void
 hmac_hex(const char *secret, const char *data, char *out, size_t chars)
 {
-    static const char hex[] = "0123456789abcdef";
+    const char *parts[] = {data, NULL};
     unsigned char mac[32];
-    size_t i;
-    hmac_sha256(secret, data, mac);
-    for (i = 0; i < sizeof(mac) && 2 * i + 1 < chars; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[chars < 2 * sizeof(mac) ? chars : 2 * sizeof(mac)] = '\0';
+    hmac_parts(secret, parts, mac);
+    to_hex(mac, out, chars);
 }
 
 void
 unsubscribe_token(const char *secret, const char *ext_id, const char *channel, char *out,
                   size_t size)
 {
-    char *data = xasprintf("unsubscribe\n%s\n%s", ext_id, channel);
-    char mac[33];
-    hmac_hex(secret, data, mac, 32);
-    snprintf(out, size, "%s", mac);
-    free(data);
+    const char *parts[] = {"unsubscribe", ext_id, channel, NULL};
+    unsigned char mac[32];
+    char hex[33];
+    hmac_parts(secret, parts, mac);
+    to_hex(mac, hex, 32);
+    if (size > 32)
+        memcpy(out, hex, 33);
+    else
+        snprintf(out, size, "%s", hex);
 }
 
 int
@@ -72,22 +152,25 @@ render_secret(struct store *st, char **out)
     return 0;
 }
 
+/* key is one of render_customer_context's literal column names. */
 static void
 set_col(json_t *o, const char *key, sqlite3_stmt *s, int i)
 {
+    json_t *v;
     switch (sqlite3_column_type(s, i)) {
     case SQLITE_NULL:
-        json_object_set_new(o, key, json_null());
+        v = json_null();
         break;
     case SQLITE_INTEGER:
-        json_object_set_new(o, key, json_integer(sqlite3_column_int64(s, i)));
+        v = json_integer(sqlite3_column_int64(s, i));
         break;
     case SQLITE_FLOAT:
-        json_object_set_new(o, key, json_real(sqlite3_column_double(s, i)));
+        v = json_real(sqlite3_column_double(s, i));
         break;
     default:
-        json_object_set_new(o, key, json_string((const char *)sqlite3_column_text(s, i)));
+        v = json_string((const char *)sqlite3_column_text(s, i));
     }
+    json_object_set_new_nocheck(o, key, v);
 }
 
 json_t *
@@ -97,74 +180,106 @@ render_customer_context(struct store *st, int64_t customer_id)
                                        "birthday", "tz",    "tier",       "owner", "created_at",
                                        "orders_count", "total_spent", "last_order_date",
                                        "first_order_date", NULL};
+    /* One statement for the customer, the order figures and the tags: one
+     * row per tag (in tag order, from customer_tags' primary key), or one
+     * row with a NULL tag. */
     sqlite3_stmt *s;
     json_t *o = NULL, *attrs, *tags;
+    const char *text;
     if (store_prepare(st, "SELECT c.ext_id, c.name, c.first_name, c.email, c.phone, c.birthday,"
                            " c.tz, c.tier, c.owner, c.created_at, coalesce(s.orders_count, 0),"
                            " coalesce(s.total_cents, 0) / 100.0, s.last_order_date,"
-                           " s.first_order_date, c.attrs FROM customers c LEFT JOIN"
-                           " customer_stats s ON s.customer_id = c.id WHERE c.id = ?", &s) != SQLITE_OK)
+                           " s.first_order_date, c.attrs, t.tag FROM customers c LEFT JOIN"
+                           " customer_stats s ON s.customer_id = c.id LEFT JOIN customer_tags t"
+                           " ON t.customer_id = c.id WHERE c.id = ? ORDER BY t.tag", &s) != SQLITE_OK)
         return NULL;
     sqlite3_bind_int64(s, 1, customer_id);
     if (sqlite3_step(s) == SQLITE_ROW) {
         o = json_object();
-        /* Custom attributes first, so that built-in fields win a name clash. */
-        attrs = json_loads((const char *)sqlite3_column_text(s, 14), 0, NULL);
-        if (json_is_object(attrs))
-            json_object_update(o, attrs);
-        json_decref(attrs);
+        /* Custom attributes first, so that built-in fields win a name clash
+         * (most customers have none: '{}' needs no parser). */
+        text = (const char *)sqlite3_column_text(s, 14);
+        if (text && strcmp(text, "{}") != 0) {
+            attrs = json_loads(text, 0, NULL);
+            if (json_is_object(attrs))
+                json_object_update(o, attrs);
+            json_decref(attrs);
+        }
         for (int i = 0; cols[i]; i++)
             set_col(o, cols[i], s, i);
         if (json_is_null(json_object_get(o, "first_name")))
             json_object_set(o, "first_name", json_object_get(o, "name"));
+        tags = json_array();
+        do {
+            if ((text = (const char *)sqlite3_column_text(s, 15)))
+                json_array_append_new(tags, json_string(text));
+        } while (sqlite3_step(s) == SQLITE_ROW);
+        json_object_set_new_nocheck(o, "tags", tags);
     }
     store_done(s);
-    if (!o)
-        return NULL;
-    tags = json_array();
-    if (store_prepare(st, "SELECT tag FROM customer_tags WHERE customer_id = ? ORDER BY tag", &s) == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, customer_id);
-        while (sqlite3_step(s) == SQLITE_ROW)
-            json_array_append_new(tags, json_string((const char *)sqlite3_column_text(s, 0)));
-        store_done(s);
-    }
-    json_object_set_new(o, "tags", tags);
     return o;
 }
 
 /* Coupon codes: the same for every action and retry of one occurrence, and
  * unguessable without the installation secret. */
 static void
-coupon_code(const char *secret, const struct rule *r, const char *ext_id, const char *occurrence,
-            char *out, size_t size)
+coupon_code(const struct render_env *env, const struct rule *r, const char *ext_id,
+            const char *occurrence, char *out, size_t size)
 {
     static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    char *data = xasprintf("coupon\n%s\n%s\n%s", r->name, ext_id, occurrence);
+    const char *parts[] = {"coupon", r->name, ext_id, occurrence, NULL};
     unsigned char mac[32];
     char code[9];
-    hmac_sha256(secret, data, mac);
+    hmac_parts(env->secret, parts, mac);
     for (int i = 0; i < 8; i++)
         code[i] = alphabet[mac[i] % 32];
     code[8] = '\0';
-    snprintf(out, size, "%s%s%s", r->coupon.prefix ? r->coupon.prefix : "",
-             r->coupon.prefix ? "-" : "", code);
-    free(data);
+    if (r->coupon.prefix)
+        snprintf(out, size, "%s-%s", r->coupon.prefix, code);
+    else if (size > 8)
+        memcpy(out, code, 9);
+    else
+        snprintf(out, size, "%s", code);
 }
 
-static char *
-url_escape(const char *s)
+/* Appends s percent-encoded (RFC 3986 unreserved characters kept). */
+static void
+url_escape(struct sbuf *b, const char *s)
 {
-    struct sbuf b;
-    sbuf_init(&b);
+    static const char hex[] = "0123456789ABCDEF";
+    const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
             c == '-' || c == '_' || c == '.' || c == '~')
-            sbuf_addc(&b, (char)c);
-        else
-            sbuf_printf(&b, "%%%02X", c);
+            continue;
+        char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+        sbuf_add(b, run, (size_t)(s - run));
+        sbuf_add(b, esc, 3);
+        run = s + 1;
     }
-    return sbuf_steal(&b);
+    sbuf_add(b, run, (size_t)(s - run));
+}
+
+/* "YYYY-MM-DD" into out (16 bytes), as snprintf's "%04d-%02d-%02d" would. */
+static void
+format_date(char *out, int y, int m, int d)
+{
+    if (y < 0 || y > 9999 || m < 0 || m > 99 || d < 0 || d > 99) {
+        snprintf(out, 16, "%04d-%02d-%02d", y, m, d);
+        return;
+    }
+    out[0] = (char)('0' + y / 1000);
+    out[1] = (char)('0' + y / 100 % 10);
+    out[2] = (char)('0' + y / 10 % 10);
+    out[3] = (char)('0' + y % 10);
+    out[4] = '-';
+    out[5] = (char)('0' + m / 10);
+    out[6] = (char)('0' + m % 10);
+    out[7] = '-';
+    out[8] = (char)('0' + d / 10);
+    out[9] = (char)('0' + d % 10);
+    out[10] = '\0';
 }
 
 void
@@ -178,36 +293,43 @@ render_add_rule_context(json_t *ctx, const struct render_env *env, const struct 
     if (!tz)
         tz = env->cfg->timezone;
     if (cal_utc_to_local(tz, fire_at, &l) == 0)
-        snprintf(today, sizeof(today), "%04d-%02d-%02d", l.year, l.month, l.day);
-    json_object_set_new(ctx, "rule", json_string(r->name));
-    json_object_set_new(ctx, "occurrence", json_string(occurrence));
-    json_object_set_new(ctx, "channel", json_string(channel));
-    json_object_set_new(ctx, "today", json_string(today));
+        format_date(today, l.year, l.month, l.day);
+    json_object_set_new_nocheck(ctx, "rule", json_string(r->name));
+    json_object_set_new_nocheck(ctx, "occurrence", json_string(occurrence));
+    json_object_set_new_nocheck(ctx, "channel", json_string(channel));
+    json_object_set_new_nocheck(ctx, "today", json_string_nocheck(today));
     if (r->coupon.enabled && ext_id) {
         char code[40], exp[16] = "";
         json_t *c = json_object();
         int64_t days = days_from_civil(l.year, l.month, l.day) + r->coupon.valid_days;
         int y, m, d;
         civil_from_days(days, &y, &m, &d);
-        snprintf(exp, sizeof(exp), "%04d-%02d-%02d", y, m, d);
-        coupon_code(env->secret, r, ext_id, occurrence, code, sizeof(code));
-        json_object_set_new(c, "code", json_string(code));
+        format_date(exp, y, m, d);
+        coupon_code(env, r, ext_id, occurrence, code, sizeof(code));
+        json_object_set_new_nocheck(c, "code", json_string(code));
         if (r->coupon.percent_off)
-            json_object_set_new(c, "percent_off", json_integer(r->coupon.percent_off));
+            json_object_set_new_nocheck(c, "percent_off", json_integer(r->coupon.percent_off));
         if (r->coupon.amount_off_cents)
-            json_object_set_new(c, "amount_off", json_integer(r->coupon.amount_off_cents / 100));
-        json_object_set_new(c, "expires", json_string(exp));
-        json_object_set_new(ctx, "coupon", c);
+            json_object_set_new_nocheck(c, "amount_off",
+                                        json_integer(r->coupon.amount_off_cents / 100));
+        json_object_set_new_nocheck(c, "expires", json_string_nocheck(exp));
+        json_object_set_new_nocheck(ctx, "coupon", c);
     }
     if (r->marketing && ext_id) {
         char tok[40];
-        char *e = url_escape(ext_id);
-        char *url;
+        struct sbuf url;
         unsubscribe_token(env->secret, ext_id, channel, tok, sizeof(tok));
-        url = xasprintf("%s/unsubscribe?c=%s&ch=%s&t=%s", env->cfg->public_url, e, channel, tok);
-        json_object_set_new(ctx, "unsubscribe_url", json_string(url));
-        free(url);
-        free(e);
+        /* public_url "/unsubscribe?c=" ext_id "&ch=" channel "&t=" token */
+        sbuf_init(&url);
+        sbuf_adds(&url, env->cfg->public_url);
+        sbuf_add(&url, "/unsubscribe?c=", 15);
+        url_escape(&url, ext_id);
+        sbuf_add(&url, "&ch=", 4);
+        sbuf_adds(&url, channel);
+        sbuf_add(&url, "&t=", 3);
+        sbuf_adds(&url, tok);
+        json_object_set_new_nocheck(ctx, "unsubscribe_url", json_stringn(url.s, url.len));
+        sbuf_free(&url);
     }
 }
 
@@ -218,7 +340,7 @@ render_tmpl(const struct tmpl *t, json_t *ctx, bool html, const char *partials_d
     struct sbuf out;
     struct nerr err;
     sbuf_init(&out);
-    nerr_clear(&err);
+    err.msg[0] = '\0'; /* tmpl_render sets it on failure (nerr_clear is a 2 kB memset) */
     if (tmpl_render(t, ctx, html ? TMPL_ESCAPE_HTML : 0, partials_dir ? tmpl_partials_from_dir : NULL,
                     (void *)partials_dir, &out, &err) < 0) {
         snprintf(why, whylen, "template: %s", err.msg);
@@ -246,34 +368,57 @@ rendered_free(struct rendered *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* 1 if the customer explicitly withdrew consent for channel, or the address is suppressed. */
+/* 1 if the customer explicitly withdrew consent for channel, or the address
+ * is suppressed: one statement for both. The reason is never NULL for a
+ * suppressed address, so NULL in column 1 means "not suppressed" (a NULL
+ * address matches no row). */
 static int
 suppressed(struct store *st, int64_t customer_id, const char *channel, const char *address,
            char *why, size_t whylen)
 {
     sqlite3_stmt *s;
     int hit = 0;
-    if (store_prepare(st, "SELECT granted FROM consents WHERE customer_id = ? AND channel = ?", &s) == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, customer_id);
-        sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 0) {
+    if (store_prepare(st, "SELECT (SELECT granted FROM consents WHERE customer_id = ?1 AND"
+                           " channel = ?2), (SELECT coalesce(reason, '') FROM suppressions WHERE"
+                           " channel = ?2 AND address = ?3)", &s) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(s, 1, customer_id);
+    sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
+    if (address)
+        sqlite3_bind_text(s, 3, address, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        if (sqlite3_column_type(s, 0) != SQLITE_NULL && sqlite3_column_int(s, 0) == 0) {
             snprintf(why, whylen, "no consent for %s (unsubscribed)", channel);
             hit = 1;
-        }
-        store_done(s);
-    }
-    if (!hit && address &&
-        store_prepare(st, "SELECT reason FROM suppressions WHERE channel = ? AND address = ?", &s) == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, channel, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, address, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW) {
+        } else if (sqlite3_column_type(s, 1) != SQLITE_NULL) {
             snprintf(why, whylen, "address suppressed: %s",
-                     sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0) : "");
+                     (const char *)sqlite3_column_text(s, 1));
             hit = 1;
         }
-        store_done(s);
     }
+    store_done(s);
     return hit;
+}
+
+/* "nudge-<id>", as xasprintf("nudge-%lld") would write it. */
+static char *
+idempotency_key(int64_t id)
+{
+    char digits[24], *k;
+    size_t n = 0;
+    uint64_t v = id < 0 ? 0 - (uint64_t)id : (uint64_t)id;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (id < 0)
+        digits[n++] = '-';
+    k = xmalloc(6 + n + 1);
+    memcpy(k, "nudge-", 6);
+    for (size_t i = 0; i < n; i++)
+        k[6 + i] = digits[n - 1 - i];
+    k[6 + n] = '\0';
+    return k;
 }
 
 enum render_status
@@ -336,7 +481,7 @@ render_delivery(const struct render_env *env, const struct delivery *d, bool pay
     }
 
     m->delivery_id = d->id;
-    m->idempotency_key = keep(out, xasprintf("nudge-%lld", (long long)d->id));
+    m->idempotency_key = keep(out, idempotency_key(d->id));
     m->rule = r->name;
     m->occurrence = d->occurrence;
     m->channel = a->channel;

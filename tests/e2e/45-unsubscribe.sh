@@ -52,6 +52,25 @@ import email, email.policy, sys
 m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
 print(str(m["List-Unsubscribe"]).strip("<>"))' "$eml")
 check "the birthday mail carries a List-Unsubscribe URL on our endpoint" '[[ "$url" == http://127.0.0.1:$port/unsubscribe\?c=u1\&ch=email\&t=* ]]'
+# The token and the coupon code, recomputed with Python's hmac from the
+# installation secret: HMAC-SHA256 of "unsubscribe\nID\nCHANNEL" (first 32
+# hex digits) and of "coupon\nRULE\nID\nOCCURRENCE" (8 characters of the
+# code alphabet after the rule's prefix).
+secret=$(sqlite3 "$tmp/nudge.db" "SELECT value FROM meta WHERE key = 'secret'")
+indep=$(/usr/bin/python3 - "$secret" "$eml" <<'PY'
+import email, email.policy, hashlib, hmac, sys
+secret, path = sys.argv[1].encode(), sys.argv[2]
+mac = lambda data: hmac.new(secret, data.encode(), hashlib.sha256).digest()
+token = mac("unsubscribe\nu1\nemail").hex()[:32]
+code = "".join("ABCDEFGHJKLMNPQRSTUVWXYZ23456789"[b % 32] for b in mac("coupon\nbirthday-greeting\nu1\nbirthday:2027")[:8])
+m = email.message_from_binary_file(open(path, "rb"), policy=email.policy.default)
+text = m.get_body(("plain",)).get_content()
+ok_token = str(m["List-Unsubscribe"]).endswith("&t=%s>" % token)
+ok_code = ("BDAY-" + code) in text
+print("token %s, coupon BDAY-%s: %s %s" % (token, code, ok_token, ok_code))
+PY
+)
+check "token and coupon match Python's hmac ($indep)" '[[ "$indep" == *"True True" ]]'
 
 code=$(curl -s -o "$tmp/get.html" -w '%{http_code}' "$url")
 check "GET shows a confirmation page with a button (200)" '[ "$code" = 200 ] && grep -q "<form method=\"post\"" "$tmp/get.html"'
