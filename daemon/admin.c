@@ -514,7 +514,29 @@ struct listing {
     ntime_t first_at;
     ntime_t *ats;   /* the instant of each row in rows, for sorting */
     size_t nats, capats;
+    /* The values rows of one fire share (its rule, zone, instant, action):
+     * the next row of the same fire takes references to them instead of
+     * formatting and allocating them again (a year's forecast has hundreds
+     * of thousands of rows and only thousands of fires). */
+    struct {
+        const struct rule *rule;
+        ntime_t at;
+        size_t action;
+        json_t *at_s, *local, *tz_s, *rule_s, *channel, *occurrence;
+    } same;
 };
+
+static void
+listing_same_free(struct listing *L)
+{
+    json_decref(L->same.at_s);
+    json_decref(L->same.local);
+    json_decref(L->same.tz_s);
+    json_decref(L->same.rule_s);
+    json_decref(L->same.channel);
+    json_decref(L->same.occurrence);
+    memset(&L->same, 0, sizeof(L->same));
+}
 
 struct keyed {
     ntime_t at;
@@ -541,14 +563,28 @@ list_row(void *ud, const struct eval_row *row)
     L->count++;
     if (L->count > L->limit)
         return 0;
+    if (!L->same.at_s || L->same.rule != row->rule || L->same.at != row->fire->at ||
+        L->same.action != row->action || strcmp(json_string_value(L->same.tz_s), row->tz) != 0 ||
+        strcmp(json_string_value(L->same.occurrence), row->fire->occurrence) != 0) {
+        listing_same_free(L);
+        L->same.rule = row->rule;
+        L->same.at = row->fire->at;
+        L->same.action = row->action;
+        L->same.at_s = jtime(row->fire->at);
+        L->same.local = jlocal(row->tz, row->fire->at);
+        L->same.tz_s = json_string(row->tz);
+        L->same.rule_s = json_string(row->rule->name);
+        L->same.channel = json_string(a->channel);
+        L->same.occurrence = json_string(row->fire->occurrence);
+    }
     o = json_object();
-    json_object_set_new(o, "at", jtime(row->fire->at));
-    json_object_set_new(o, "local", jlocal(row->tz, row->fire->at));
-    json_object_set_new(o, "tz", json_string(row->tz));
-    json_object_set_new(o, "rule", json_string(row->rule->name));
+    json_object_set(o, "at", L->same.at_s);
+    json_object_set(o, "local", L->same.local);
+    json_object_set(o, "tz", L->same.tz_s);
+    json_object_set(o, "rule", L->same.rule_s);
     json_object_set_new(o, "customer", json_string(row->ext_id ? row->ext_id : ""));
-    json_object_set_new(o, "channel", json_string(a->channel));
-    json_object_set_new(o, "occurrence", json_string(row->fire->occurrence));
+    json_object_set(o, "channel", L->same.channel);
+    json_object_set(o, "occurrence", L->same.occurrence);
     if (L->render) {
         json_t *ctx = render_customer_context(L->renv.st, row->customer_id);
         char why[512];
@@ -613,6 +649,7 @@ forecast_job(struct job *j)
             0) {
             json_decref(L.rows);
             free(L.ats);
+            listing_same_free(&L);
             store_close(st);
             j->rep = job_error("forecast failed for rule %s", j->rs->rules[i]->name);
             return;
@@ -631,6 +668,7 @@ forecast_job(struct job *j)
         json_array_append(sorted, json_array_get(L.rows, k[i].seq));
     free(k);
     free(L.ats);
+    listing_same_free(&L);
     json_decref(L.rows);
     j->rep = json_pack("{sbsIsoso}", "ok", 1, "count", (json_int_t)L.count, "rows", sorted,
                        "truncated", json_boolean(L.count > L.limit));
@@ -706,6 +744,7 @@ preview_job(struct job *j)
     if (L.first_at)
         json_object_set_new(j->rep, "first_fire", jtime(L.first_at));
     free(L.ats);
+    listing_same_free(&L);
     store_close(st);
 }
 
