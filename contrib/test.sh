@@ -57,10 +57,10 @@ if [ "${VALGRIND:-1}" = 1 ]; then
     echo "test: valgrind (plain debug build in build-vg)"
     cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >build-vg.cmake.log 2>&1 ||
         { cat build-vg.cmake.log; exit 1; }
-    cmake --build build-vg -j "$jobs" --target nudgectl test_template test_audience test_store \
+    cmake --build build-vg -j "$jobs" --target nudgectl test_template test_audience test_store test_email \
         test_rules test_schedule test_outbox test_config >/dev/null
     vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
-    for t in test_template test_audience test_store test_rules test_schedule test_outbox test_config; do
+    for t in test_template test_audience test_store test_email test_rules test_schedule test_outbox test_config; do
         if ! NUDGE_SRC=$src NUDGE_BUILD=$src/build-vg $vg "build-vg/tests/$t" >"build-vg/$t.vg.log" 2>&1; then
             tail -n 40 "build-vg/$t.vg.log"
             echo "test: valgrind found a problem in $t" >&2
@@ -69,7 +69,7 @@ if [ "${VALGRIND:-1}" = 1 ]; then
     done
     $vg build-vg/nudgectl check rules >/dev/null 2>build-vg/check.vg.log ||
         { cat build-vg/check.vg.log; echo "test: valgrind: nudgectl check" >&2; exit 1; }
-    echo "test: valgrind: 7 unit programs and nudgectl check are clean"
+    echo "test: valgrind: 8 unit programs and nudgectl check are clean"
 fi
 
 echo "test: running ctest"
