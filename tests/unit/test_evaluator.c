@@ -29,6 +29,7 @@
 #include "rules.h"
 #include "store.h"
 #include "util.h"
+#include "tmpdir.h"
 
 struct fixture {
     char dir[64];
@@ -36,29 +37,6 @@ struct fixture {
     struct config *cfg;
     struct evaluator ev;
 };
-
-static void
-rmrf(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char *p;
-        struct stat st;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        p = xasprintf("%s/%s", dir, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rmrf(p);
-        else
-            unlink(p);
-        free(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void
 exec_sql(struct store *st, const char *q)

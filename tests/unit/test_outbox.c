@@ -37,6 +37,7 @@
 #include "rules.h"
 #include "store.h"
 #include "util.h"
+#include "tmpdir.h"
 
 /* ---- fixture ------------------------------------------------------- */
 
@@ -47,29 +48,6 @@ struct fixture {
     struct evaluator ev;
     struct ruleset *rs;
 };
-
-static void
-rmrf(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char *p;
-        struct stat st;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        p = xasprintf("%s/%s", dir, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rmrf(p);
-        else
-            unlink(p);
-        free(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void
 put(const char *dir, const char *name, const char *text)

@@ -25,6 +25,7 @@
 #include "calendar.h"
 #include "rules.h"
 #include "util.h"
+#include "tmpdir.h"
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -78,29 +79,6 @@ setup_dir(void **state)
     }
     *state = dir;
     return 0;
-}
-
-static void
-rmrf(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char *p;
-        struct stat st;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        p = xasprintf("%s/%s", dir, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rmrf(p);
-        else
-            unlink(p);
-        free(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static int
