@@ -252,6 +252,18 @@ run(struct evaluator *ev, sqlite3_stmt *s, long *changes)
     return 0;
 }
 
+/* "Does expression a hold for customer ?": a statement whose parameters are
+ * a's, then the customer id. */
+static int
+prepare_holds(struct evaluator *ev, const struct audience *a, sqlite3_stmt **s)
+{
+    char *sql = xasprintf("SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", a->sql,
+                          audience_from_clause());
+    int rc = prepare(ev, sql, s);
+    free(sql);
+    return rc;
+}
+
 static const char insert_delivery[] =
     "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action, channel, due_at,"
     " created_at, next_attempt_at, marketing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -312,10 +324,7 @@ on_fire_entered(struct win *w, const struct fire *f, const char *today)
         goto out;
     }
     if (r->audience) {
-        q.len = 0;
-        sbuf_printf(&q, "SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", r->audience->sql,
-                    audience_from_clause());
-        if ((rc = prepare(w->ev, q.s, &aud)) < 0)
+        if ((rc = prepare_holds(w->ev, r->audience, &aud)) < 0)
             goto out;
         if ((aud_id = audience_bind(r->audience, aud, 1, today)) < 0) {
             rc = -EIO;
@@ -477,18 +486,9 @@ list_entered(struct win *w, ntime_t from, ntime_t to)
         rc = -EIO;
         goto out;
     }
-    q.len = 0;
-    sbuf_printf(&q, "SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", cond->sql,
-                audience_from_clause());
-    if ((rc = prepare(w->ev, q.s, &pt)) < 0)
+    if ((rc = prepare_holds(w->ev, cond, &pt)) < 0 ||
+        (r->audience && (rc = prepare_holds(w->ev, r->audience, &aud)) < 0))
         goto out;
-    if (r->audience) {
-        q.len = 0;
-        sbuf_printf(&q, "SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", r->audience->sql,
-                    audience_from_clause());
-        if ((rc = prepare(w->ev, q.s, &aud)) < 0)
-            goto out;
-    }
     args = xcalloc(cond->ndayrefs + 1, sizeof(*args));
     sig = xcalloc(siglen + 1, 1);
     prev = xcalloc(siglen + 1, 1);
