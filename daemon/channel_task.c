@@ -266,6 +266,26 @@ mail_address(const struct task_state *t, const char *assignee)
     return strchr(assignee, '@') ? assignee : NULL;
 }
 
+/* A notification about the task made by delivery m, over channel to `to`,
+ * keyed by key (the rest, subject and text, is the caller's). */
+static struct nudge_message
+notice(const struct nudge_message *m, const char *channel, const char *to, const char *key,
+       json_t *doc)
+{
+    struct nudge_message n = {0};
+    n.delivery_id = m->delivery_id;
+    n.idempotency_key = key;
+    n.rule = m->rule;
+    n.occurrence = m->occurrence;
+    n.channel = channel;
+    n.customer_id = m->customer_id;
+    n.to = to;
+    n.created_at = m->created_at;
+    n.date = m->date;
+    n.payload = doc;
+    return n;
+}
+
 /* Sends the notification email; fills r. */
 static void
 send_mail(struct task_state *t, const struct nudge_message *m, const struct task_row *k,
@@ -276,7 +296,7 @@ send_mail(struct task_state *t, const struct nudge_message *m, const struct task
     const char *phone = json_string_value(json_object_get(customer, "phone"));
     const char *email = json_string_value(json_object_get(customer, "email"));
     const char *cid = m->customer_id ? m->customer_id : "-";
-    struct nudge_message e = {0};
+    struct nudge_message e;
     struct sbuf subject, text;
     char mkey[64];
 
@@ -296,20 +316,10 @@ send_mail(struct task_state *t, const struct nudge_message *m, const struct task
                 "When it is done: nudgectl task done %" PRId64 " --outcome \"...\"\n",
                 k->kind, k->assignee, k->note, name ? name : "", cid, phone ? phone : "-",
                 email ? email : "-", due, m->rule, k->id);
-    e.delivery_id = m->delivery_id;
-    e.idempotency_key = mkey;
-    e.rule = m->rule;
-    e.occurrence = m->occurrence;
-    e.channel = "email";
-    e.customer_id = m->customer_id;
-    e.to = to;
+    e = notice(m, "email", to, mkey, doc);
     e.to_name = k->assignee;
     e.subject = subject.s;
     e.text = text.s;
-    e.marketing = false;
-    e.created_at = m->created_at;
-    e.date = m->date;
-    e.payload = doc;
     memset(r, 0, sizeof(*r));
     t->mail.be->send(t->mail.state, &e, 1, r);
     sbuf_free(&subject);
@@ -321,17 +331,7 @@ static void
 send_hook(struct task_state *t, const struct nudge_message *m, const char *key, json_t *doc,
           struct send_result *r)
 {
-    struct nudge_message h = {0};
-    h.delivery_id = m->delivery_id;
-    h.idempotency_key = key;
-    h.rule = m->rule;
-    h.occurrence = m->occurrence;
-    h.channel = "webhook";
-    h.customer_id = m->customer_id;
-    h.to = t->hook_url;
-    h.created_at = m->created_at;
-    h.date = m->date;
-    h.payload = doc;
+    struct nudge_message h = notice(m, "webhook", t->hook_url, key, doc);
     memset(r, 0, sizeof(*r));
     t->hook.be->send(t->hook.state, &h, 1, r);
 }
