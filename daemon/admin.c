@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audience.h"
 #include "calendar.h"
 #include "daemon.h"
 #include "import.h"
@@ -728,8 +729,13 @@ preview_job(struct job *j)
     /* The next occurrence after `at`: look a day at a time, then take the
      * whole day after the first fire so every zone's share is counted. */
     ntime_t from = at;
-    for (int day = 0; day < 800 && L.count == 0; day++, from += 86400)
-        evaluate_window(&ev, r, from, from + 86400, at, list_row, &L, &stats);
+    if (r->trigger.kind == TRIG_ENTERED && r->trigger.condition->stepwise)
+        /* One pass finds each customer's entry day (evaluator.c) however
+         * far ahead it is; day by day would run the condition 800 times. */
+        evaluate_window(&ev, r, from, from + 800 * 86400, at, list_row, &L, &stats);
+    else
+        for (int day = 0; day < 800 && L.count == 0; day++, from += 86400)
+            evaluate_window(&ev, r, from, from + 86400, at, list_row, &L, &stats);
     if (L.count) {
         /* Recount over [first fire, +24h) so the total covers all zones. */
         json_decref(L.rows);

@@ -134,6 +134,16 @@ run_cmd ctl_json "$inst" forecast --from "$T" --to "$T31"
 check_rc "forecast of every rule --json" 0 "$RC"
 all=$OUT
 check_eq "forecast of every rule is not truncated" false "$(jq '.truncated' <<<"$all")"
+# Preview of the `entered` win-back rule: its first fire and count are the
+# forecast's (the rows of its first day with anyone entering).
+run_cmd ctl_json "$inst" preview --at "$T" --limit 3 winback-coupon
+check_rc "preview winback-coupon --json" 0 "$RC"
+wb_first=$(jq -r '[.rows[] | select(.rule == "winback-coupon") | .at] | min' <<<"$all")
+check_eq "preview's first win-back fire is the forecast's first win-back row" "$wb_first" \
+	"$(jq -r '.first_fire' <<<"$OUT")"
+check_eq "preview's win-back count is the forecast's rows from that fire to 24 h later (inclusive)" \
+	"$(jq --arg f "$wb_first" '[.rows[] | select(.rule == "winback-coupon" and .at >= $f) | .at | fromdateiso8601] as $t | ($f | fromdateiso8601) as $s | [$t[] | select(. <= $s + 86400)] | length' <<<"$all")" \
+	"$(jq '.count' <<<"$OUT")"
 run_cmd ctl "$inst" advance --to "$T31"
 check_rc "advance --to T+31d" 0 "$RC"
 enq=$(sql "$inst" "SELECT count(*) FROM deliveries WHERE rule = 'birthday-greeting'")
