@@ -117,9 +117,15 @@ notify_open(struct task_state *t, const char *channel, json_t *settings, struct 
     }
     json_object_foreach(notify, key, v)
     {
+        static const char *const keys[] = {"email", "webhook", NULL};
+        const char *best;
         if (strcmp(key, "email") && strcmp(key, "webhook")) {
             nerr_set(err, file, line, 0, "unknown key '%s' in channels.%s.notify", key, channel);
-            nerr_hint(err, "notify takes email (assignee: address) and webhook (url, secret_file)");
+            if ((best = did_you_mean(key, keys)))
+                nerr_hint(err, "did you mean '%s'?", best);
+            else
+                nerr_hint(err, "notify takes email (assignee: address) and webhook (url, "
+                               "secret_file)");
             return -EINVAL;
         }
     }
@@ -190,9 +196,14 @@ task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         if (key[0] == '_' || !strcmp(key, "transport") || !strcmp(key, "staff") ||
             !strcmp(key, "notify"))
             continue;
+        static const char *const keys[] = {"transport", "staff", "notify", NULL};
+        const char *best = did_you_mean(key, keys);
         nerr_set(err, file, line, 0, "unknown setting '%s' for the task transport", key);
-        nerr_hint(err, "the task transport takes: staff (a list of names for round-robin) and "
-                       "notify (email and/or webhook)");
+        if (best)
+            nerr_hint(err, "did you mean '%s'?", best);
+        else
+            nerr_hint(err, "the task transport takes: staff (a list of names for round-robin) "
+                           "and notify (email and/or webhook)");
         return -EINVAL;
     }
     if (staff && !json_is_array(staff)) {

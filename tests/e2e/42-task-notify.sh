@@ -209,6 +209,7 @@ bad_notify() { # NAME SETTING-LINE-REGEX REPLACEMENT EXPECTED-TEXT
 }
 bad_notify "a misspelt notify key" "email: .*" "emial: { alice: alice@shop.example }" \
 	"unknown key 'emial' in channels.task.notify"
+check_contains "the misspelt key gets a suggestion" "$ERR" "did you mean 'email'?"
 bad_notify "a staff address without @" "email: .*" "email: { alice: alice.shop.example }" \
 	"channels.task.notify.email.alice must be an email address"
 bad_notify "a webhook without url" "webhook: .*" "webhook: { secret_file: x }" "needs a url"
