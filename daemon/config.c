@@ -98,9 +98,11 @@ load_dispatch(const struct ydoc *d, const struct ynode *n, struct config *c, str
     if ((v = ymap_get(n, "batch")) && yget_int(d, v, "dispatch.batch", 1, 10000,
                                                &c->dispatch.batch, err) < 0)
         return -EINVAL;
-    if ((v = ymap_get(n, "concurrency")) &&
-        yget_int(d, v, "dispatch.concurrency", 1, 256, &c->dispatch.concurrency, err) < 0)
-        return -EINVAL;
+    if ((v = ymap_get(n, "concurrency"))) {
+        if (yget_int(d, v, "dispatch.concurrency", 1, 256, &c->dispatch.concurrency, err) < 0)
+            return -EINVAL;
+        c->dispatch.concurrency_set = true;
+    }
     if ((v = ymap_get(n, "lease")) && yget_duration(d, v, "dispatch.lease", &c->dispatch.lease,
                                                     err) < 0)
         return -EINVAL;

@@ -30,6 +30,7 @@ struct config {
     struct {
         int64_t batch;       /* messages per backend send() */
         int64_t concurrency; /* parallel sessions per channel */
+        bool concurrency_set; /* written in nudge.yaml (else a backend may prefer its own) */
         int64_t lease;       /* seconds a claim is held before another may take it */
         int64_t lifetime;    /* seconds before a retrying delivery goes dead */
         int64_t tick;        /* scheduler period in seconds (aligned) */

@@ -351,6 +351,8 @@ dispatch_open(struct daemon *d, struct nerr *err)
             json_object_set_new(c->settings, "_email",
                                 json_deep_copy(json_object_get(d->cfg->channels, "email")));
         c->nslots = (int)d->cfg->dispatch.concurrency;
+        if (!d->cfg->dispatch.concurrency_set && be->default_concurrency > 0)
+            c->nslots = be->default_concurrency;
         c->batch = (int)d->cfg->dispatch.batch;
         c->lifetime = d->cfg->dispatch.lifetime;
         /* Per-channel dispatch settings are the dispatcher's, not the backend's. */

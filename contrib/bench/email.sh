@@ -9,19 +9,20 @@
 # birthday rule (rules/birthday.*, copied) fires once at 2027-01-15T09:00Z
 # and enqueues N emails. nudged runs on a frozen clock at 08:00Z with
 # channels.email on the smtp transport (starttls "no") to smtp-sink on
-# 127.0.0.1 and dispatch { batch: 200, concurrency: 4 } (the defaults). Measured:
+# 127.0.0.1 and dispatch { batch: 200, concurrency: 8 } (the smtp transport's
+# defaults; CONC= and BATCH= override). Measured:
 #   total     wall time of `nudgectl advance --to 2027-01-15T09:00:00Z`
 #             (evaluation + enqueue of N rows, then dispatch until settled)
 #   enqueue   advance start -> the evaluator's "N deliveries enqueued" log line
 #   dispatch  that line -> advance returns (claim, render, SMTP, record)
-# and the practical limit: smtp-source -s 4 -d (4 parallel sessions, each
+# and the practical limit: smtp-source -s CONC -d (as many sessions, each
 # reusing its connection) sending N messages with a body of the same size as
 # nudged's birthday message (measured from a spool copy), best of 2 runs.
 # The result compares nudged's rates with smtp-source's (goal: >= 50%).
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-20000}
-CONC=${CONC:-4}
+CONC=${CONC:-8}
 BATCH=${BATCH:-200}
 BENCH_CMD="contrib/bench/email.sh $N"
 bench_init email

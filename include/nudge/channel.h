@@ -80,6 +80,9 @@ struct channel_backend {
     enum send_status (*classify_error)(int code);
     /* How many messages one send() call should get at most. */
     size_t batch_max;
+    /* Parallel sessions when nudge.yaml sets neither dispatch.concurrency nor
+     * the channel's own concurrency (0: dispatch.concurrency's default). */
+    int default_concurrency;
     /* Whether send() reads nudge_message.payload; the dispatcher leaves it
      * NULL (and does not build it) for a backend that does not. */
     bool needs_payload;

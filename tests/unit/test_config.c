@@ -215,6 +215,7 @@ empty_file_gives_documented_defaults(void **state)
     assert_string_equal(c->public_url, "http://127.0.0.1:8025");
     assert_int_equal(c->dispatch.batch, 200);
     assert_int_equal(c->dispatch.concurrency, 4);
+    assert_false(c->dispatch.concurrency_set); /* so the smtp transport may open 8 */
     assert_int_equal(c->dispatch.lease, 300);
     assert_int_equal(c->dispatch.lifetime, 3 * 86400);
     assert_int_equal(c->dispatch.tick, 60);
@@ -295,6 +296,7 @@ every_key_is_read(void **state)
     assert_string_equal(c->public_url, "https://shop.example/u");
     assert_int_equal(c->dispatch.batch, 20);
     assert_int_equal(c->dispatch.concurrency, 8);
+    assert_true(c->dispatch.concurrency_set);
     assert_int_equal(c->dispatch.lease, 120);
     assert_int_equal(c->dispatch.lifetime, 2 * 86400);
     assert_int_equal(c->dispatch.tick, 30);
