@@ -33,6 +33,7 @@
 
 #include "calendar.h"
 #include "util.h"
+#include "unit.h"
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -47,14 +48,6 @@ static char *
 src_path(const char *rel)
 {
     return xasprintf("%s/%s", src_dir(), rel);
-}
-
-static ntime_t
-iso(const char *s)
-{
-    ntime_t t = 0;
-    assert_int_equal(time_parse_iso(s, &t), 0);
-    return t;
 }
 
 static void

@@ -25,6 +25,7 @@
 #include "calendar.h"
 #include "config.h"
 #include "util.h"
+#include "unit.h"
 #include "ynode.h"
 
 /* ---- helpers ------------------------------------------------------- */
@@ -65,7 +66,7 @@ teardown(void **state)
 }
 
 static void
-put(const char *path, const char *text, size_t len)
+write_file(const char *path, const char *text, size_t len)
 {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -78,7 +79,7 @@ load_ok(struct fixture *fx, const char *text)
 {
     struct config *c = NULL;
     struct nerr err;
-    put(fx->path, text, strlen(text));
+    write_file(fx->path, text, strlen(text));
     nerr_clear(&err);
     if (config_load(fx->path, &c, &err) < 0) {
         char buf[4096];
@@ -98,7 +99,7 @@ load_bad_len(struct fixture *fx, const char *text, size_t len)
     struct config *c = UNTOUCHED;
     struct nerr err;
     char *buf = xmalloc(4096);
-    put(fx->path, text, len);
+    write_file(fx->path, text, len);
     nerr_clear(&err);
     assert_int_equal(config_load(fx->path, &c, &err), -EINVAL);
     assert_ptr_equal(c, UNTOUCHED);
@@ -110,37 +111,6 @@ static char *
 load_bad(struct fixture *fx, const char *text)
 {
     return load_bad_len(fx, text, strlen(text));
-}
-
-static const char *
-line_of(const char *text, int line)
-{
-    static char buf[512];
-    const char *p = text, *e;
-    for (int i = 1; i < line && p; i++) {
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    if (!p)
-        fail_msg("no line %d in test text", line);
-    e = strchr(p, '\n');
-    snprintf(buf, sizeof(buf), "%.*s", (int)(e ? e - p : (long)strlen(p)), p);
-    return buf;
-}
-
-/* 1-based column, in characters, of the first `needle` on line `line`. */
-static int
-col_of(const char *text, int line, const char *needle)
-{
-    const char *l = line_of(text, line), *hit = strstr(l, needle);
-    int col = 1;
-    if (!hit)
-        fail_msg("'%s' not on line %d of test text", needle, line);
-    for (const char *p = l; p < hit; p++)
-        if (((unsigned char)*p & 0xC0) != 0x80)
-            col++;
-    return col;
 }
 
 /*
@@ -332,7 +302,7 @@ relative_paths_follow_a_relative_config_path(void **state)
     snprintf(sub, sizeof(sub), "%s/conf", fx->dir);
     assert_int_equal(mkdir(sub, 0700), 0);
     snprintf(path, sizeof(path), "%s/conf/nudge.yaml", fx->dir);
-    put(path, text, strlen(text));
+    write_file(path, text, strlen(text));
     assert_int_equal(chdir(fx->dir), 0);
     nerr_clear(&err);
     assert_int_equal(config_load("conf/nudge.yaml", &c, &err), 0);

@@ -29,7 +29,7 @@
 #include "rules.h"
 #include "store.h"
 #include "util.h"
-#include "tmpdir.h"
+#include "unit.h"
 
 struct fixture {
     char dir[64];
@@ -138,21 +138,10 @@ static int
 setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
-    struct nerr err;
-    char *db;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/nudge-test-eval-XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (tmp_store(f->dir, "eval", &f->st) < 0) {
         free(f);
         return -1;
     }
-    db = xasprintf("%s/nudge.db", f->dir);
-    nerr_clear(&err);
-    if (store_open(db, &f->st, &err) < 0) {
-        fprintf(stderr, "store_open: %s\n", err.msg);
-        free(db);
-        return -1;
-    }
-    free(db);
     f->cfg = config_defaults(f->dir);
     f->ev.st = f->st;
     f->ev.cfg = f->cfg;

@@ -37,7 +37,7 @@
 #include "rules.h"
 #include "store.h"
 #include "util.h"
-#include "tmpdir.h"
+#include "unit.h"
 
 /* ---- fixture ------------------------------------------------------- */
 
@@ -48,17 +48,6 @@ struct fixture {
     struct evaluator ev;
     struct ruleset *rs;
 };
-
-static void
-put(const char *dir, const char *name, const char *text)
-{
-    char *path = xasprintf("%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-    free(path);
-}
 
 static void
 sql(struct store *st, const char *q)
@@ -103,21 +92,10 @@ static int
 setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
-    struct nerr err;
-    char *db;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/nudge-test-outbox-XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (tmp_store(f->dir, "outbox", &f->st) < 0) {
         free(f);
         return -1;
     }
-    db = xasprintf("%s/nudge.db", f->dir);
-    nerr_clear(&err);
-    if (store_open(db, &f->st, &err) < 0) {
-        fprintf(stderr, "store_open: %s\n", err.msg);
-        free(db);
-        return -1;
-    }
-    free(db);
     f->cfg = config_defaults(f->dir);
     f->ev.st = f->st;
     f->ev.cfg = f->cfg;
@@ -140,15 +118,6 @@ teardown(void **state)
     return 0;
 }
 
-static ntime_t
-iso(const char *s)
-{
-    ntime_t t = 0;
-    if (time_parse_iso(s, &t) < 0)
-        fail_msg("bad time in test: %s", s);
-    return t;
-}
-
 /* Writes the rule files given as name, text pairs (NULL-terminated) into
  * DIR/rules and loads them. */
 static void
@@ -161,7 +130,7 @@ load_rules(struct fixture *f, ...)
     va_start(ap, f);
     while ((name = va_arg(ap, const char *))) {
         const char *text = va_arg(ap, const char *);
-        put(dir, name, text);
+        free(put(dir, name, text));
     }
     va_end(ap);
     ruleset_unref(f->rs);
@@ -206,8 +175,8 @@ same_window_evaluated_twice_inserts_each_delivery_once(void **state)
     {
         char *rd = xasprintf("%s/rules", f->dir);
         mkdir(rd, 0700);
-        put(rd, "bday.subject", "Happy birthday, {{first_name}}\n");
-        put(rd, "bday.txt", "Dear {{first_name}}, happy birthday!\n");
+        free(put(rd, "bday.subject", "Happy birthday, {{first_name}}\n"));
+        free(put(rd, "bday.txt", "Dear {{first_name}}, happy birthday!\n"));
         free(rd);
     }
     load_rules(f, "bday.yaml", birthday_rule, (const char *)NULL);
@@ -278,7 +247,7 @@ state_of(struct fixture *f, int64_t id)
 }
 
 static int64_t
-col_of(struct fixture *f, int64_t id, const char *col)
+delivery_col(struct fixture *f, int64_t id, const char *col)
 {
     char *q = xasprintf("SELECT %s FROM deliveries WHERE id = %lld", col, (long long)id);
     int64_t v = sql_int(f->st, q);
@@ -331,7 +300,7 @@ claim_takes_due_rows_of_its_channel_and_leases_them(void **state)
     assert_int_equal(d[0].created_at, 50);
     free_claimed(d, n);
     assert_string_equal(state_of(f, a), "sending");
-    assert_int_equal(col_of(f, a, "lease_until"), 450);
+    assert_int_equal(delivery_col(f, a, "lease_until"), 450);
     assert_string_equal(state_of(f, b), "pending");
     assert_string_equal(state_of(f, c), "pending");
 }
@@ -375,7 +344,7 @@ expired_lease_makes_a_claimed_row_claimable_again(void **state)
     assert_int_equal(d[0].id, a);
     assert_int_equal(d[0].attempts, 2);
     free_claimed(d, n);
-    assert_int_equal(col_of(f, a, "lease_until"), 750);
+    assert_int_equal(delivery_col(f, a, "lease_until"), 750);
 }
 
 /* ---- results -------------------------------------------------------- */
@@ -412,8 +381,8 @@ ok_result_marks_the_delivery_sent(void **state)
     struct send_result ok = result(SEND_OK, ""), late = result(SEND_PERMANENT, "late");
     assert_int_equal(outbox_record(f->st, &d, &ok, 160, 3 * 86400, 0), 0);
     assert_string_equal(state_of(f, a), "sent");
-    assert_int_equal(col_of(f, a, "sent_at"), 160);
-    assert_int_equal(col_of(f, a, "lease_until"), INT64_MIN); /* NULL */
+    assert_int_equal(delivery_col(f, a, "sent_at"), 160);
+    assert_int_equal(delivery_col(f, a, "lease_until"), INT64_MIN); /* NULL */
     /* A second result for the same attempt (a stale worker) changes nothing. */
     assert_int_equal(outbox_record(f->st, &d, &late, 170, 3 * 86400, 0), 0);
     assert_string_equal(state_of(f, a), "sent");
@@ -433,10 +402,10 @@ transient_failure_retries_after_backoff(void **state)
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "retry");
     assert_string_equal(error_of(f, a), "451 try again later");
-    next = col_of(f, a, "next_attempt_at");
+    next = delivery_col(f, a, "next_attempt_at");
     /* First failure: one minute, +-20 %. */
     assert_in_range(next - 1010, 48, 72);
-    assert_int_equal(col_of(f, a, "lease_until"), INT64_MIN);
+    assert_int_equal(delivery_col(f, a, "lease_until"), INT64_MIN);
     claim(f, "email", next - 1, 300, 10, &none, &n);
     assert_int_equal(n, 0);
     free(none);
@@ -446,7 +415,7 @@ transient_failure_retries_after_backoff(void **state)
     /* Second failure: two minutes, +-20 %. */
     assert_int_equal(outbox_record(f->st, &d, &tmp, next, 3 * 86400, 0), 0);
     delivery_clear(&d);
-    assert_in_range(col_of(f, a, "next_attempt_at") - next, 96, 144);
+    assert_in_range(delivery_col(f, a, "next_attempt_at") - next, 96, 144);
 }
 
 static void
@@ -514,7 +483,7 @@ permanent_failure_goes_dead_at_once(void **state)
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "dead");
     assert_string_equal(error_of(f, a), "550 no such user");
-    assert_int_equal(col_of(f, a, "attempts"), 1);
+    assert_int_equal(delivery_col(f, a, "attempts"), 1);
 }
 
 static void
@@ -527,8 +496,8 @@ release_hands_a_claim_back_untouched(void **state)
     assert_int_equal(outbox_release(f->st, d.id), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "pending");
-    assert_int_equal(col_of(f, a, "attempts"), 0);
-    assert_int_equal(col_of(f, a, "lease_until"), INT64_MIN);
+    assert_int_equal(delivery_col(f, a, "attempts"), 0);
+    assert_int_equal(delivery_col(f, a, "lease_until"), INT64_MIN);
     /* Claimable again at once, lease or not. */
     d = claim_one(f, 101);
     assert_int_equal(d.attempts, 1);
@@ -540,7 +509,7 @@ release_hands_a_claim_back_untouched(void **state)
     assert_int_equal(outbox_release(f->st, d.id), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "retry");
-    assert_int_equal(col_of(f, a, "attempts"), 1);
+    assert_int_equal(delivery_col(f, a, "attempts"), 1);
 }
 
 static void
@@ -566,8 +535,8 @@ manual_retry_revives_dead_deliveries(void **state)
 
     assert_int_equal(outbox_retry(f->st, a, 5000), 1);
     assert_string_equal(state_of(f, a), "retry");
-    assert_int_equal(col_of(f, a, "next_attempt_at"), 5000);
-    assert_int_equal(col_of(f, a, "attempts"), 0);
+    assert_int_equal(delivery_col(f, a, "next_attempt_at"), 5000);
+    assert_int_equal(delivery_col(f, a, "attempts"), 0);
     assert_string_equal(state_of(f, b), "dead");
     /* A sent delivery is not sent again. */
     assert_int_equal(outbox_retry(f->st, c, 5000), 0);

@@ -25,7 +25,7 @@
 #include "calendar.h"
 #include "rules.h"
 #include "util.h"
-#include "tmpdir.h"
+#include "unit.h"
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -87,49 +87,6 @@ teardown_dir(void **state)
     rmrf(*state);
     free(*state);
     return 0;
-}
-
-static char *
-put(const char *dir, const char *name, const char *text)
-{
-    char *path = xasprintf("%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-    return path;
-}
-
-/* Line `line` (1-based) of text, in a static buffer. */
-static const char *
-line_of(const char *text, int line)
-{
-    static char buf[512];
-    const char *p = text, *e;
-    for (int i = 1; i < line && p; i++) {
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    if (!p)
-        fail_msg("no line %d in test text", line);
-    e = strchr(p, '\n');
-    snprintf(buf, sizeof(buf), "%.*s", (int)(e ? e - p : (long)strlen(p)), p);
-    return buf;
-}
-
-/* 1-based column, in UTF-8 characters, of the first `needle` on line `line`. */
-static int
-col_of(const char *text, int line, const char *needle)
-{
-    const char *l = line_of(text, line), *hit = strstr(l, needle);
-    int col = 1;
-    if (!hit)
-        fail_msg("'%s' not on line %d of test text", needle, line);
-    for (const char *p = l; p < hit; p++)
-        if (((unsigned char)*p & 0xC0) != 0x80)
-            col++;
-    return col;
 }
 
 /*

@@ -25,6 +25,7 @@
 #include "rules.h"
 #include "schedule.h"
 #include "util.h"
+#include "unit.h"
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -33,15 +34,6 @@ src_dir(void)
 {
     const char *s = getenv("NUDGE_SRC");
     return s && *s ? s : ".";
-}
-
-static ntime_t
-iso(const char *s)
-{
-    ntime_t t = 0;
-    if (time_parse_iso(s, &t) < 0)
-        fail_msg("bad time in test: %s", s);
-    return t;
 }
 
 static struct holiday_set *holidays;
