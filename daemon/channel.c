@@ -2,6 +2,8 @@
  * channel.c: the one table of channel backends. A new transport is a new
  * channel_*.c file and one line here.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <nudge/channel.h>
@@ -25,4 +27,16 @@ channel_backend_find(const char *transport)
         if (!strcmp(channel_backends[i]->name, transport))
             return channel_backends[i];
     return NULL;
+}
+
+void
+send_result_set(struct send_result *r, enum send_status status, int code, const char *fmt, ...)
+{
+    va_list ap;
+    r->status = status;
+    r->code = code;
+    r->retry_after = 0;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof(r->error), fmt, ap);
+    va_end(ap);
 }

@@ -138,21 +138,6 @@ clean_text(char *dst, size_t size, const char *src)
     dst[n] = '\0';
 }
 
-static void result_set(struct send_result *r, enum send_status status, int code, const char *fmt,
-                       ...) __attribute__((format(printf, 4, 5)));
-
-static void
-result_set(struct send_result *r, enum send_status status, int code, const char *fmt, ...)
-{
-    va_list ap;
-    r->status = status;
-    r->code = code;
-    r->retry_after = 0;
-    va_start(ap, fmt);
-    vsnprintf(r->error, sizeof(r->error), fmt, ap);
-    va_end(ap);
-}
-
 /* ---- settings ---------------------------------------------------------- */
 
 enum opt_type {
@@ -791,20 +776,20 @@ settle_session_failure(const struct smtp_run *run, int session_err, struct send_
     char buf[128];
     const char *why;
     if (run->tls_error[0]) {
-        result_set(r, SEND_TRANSIENT, -EPROTO, "STARTTLS with %s refused: %s", run->st->hostport,
+        send_result_set(r, SEND_TRANSIENT, -EPROTO, "STARTTLS with %s refused: %s", run->st->hostport,
                    run->tls_error);
     } else if (run->starttls_missing) {
-        result_set(r, SEND_TRANSIENT, -EPROTONOSUPPORT,
+        send_result_set(r, SEND_TRANSIENT, -EPROTONOSUPPORT,
                    "%s does not offer STARTTLS and starttls is required", run->st->hostport);
     } else if (run->early_code) {
-        result_set(r, SEND_TRANSIENT, run->early_code, "%s refused the session: %d %s",
+        send_result_set(r, SEND_TRANSIENT, run->early_code, "%s refused the session: %d %s",
                    run->st->hostport, run->early_code, run->early_text);
     } else if (session_err != 0) {
         why = smtp_strerror(session_err, buf, sizeof(buf));
-        result_set(r, SEND_TRANSIENT, session_err < 0 ? session_err : -EIO, "%s: %s",
+        send_result_set(r, SEND_TRANSIENT, session_err < 0 ? session_err : -EIO, "%s: %s",
                    run->st->hostport, why ? why : "SMTP session failed");
     } else {
-        result_set(r, SEND_TRANSIENT, -EIO, "%s: the session ended before MAIL FROM",
+        send_result_set(r, SEND_TRANSIENT, -EIO, "%s: the session ended before MAIL FROM",
                    run->st->hostport);
     }
 }
@@ -814,7 +799,7 @@ settle_lost(const char *when, int session_err, struct send_result *r)
 {
     char buf[128];
     const char *why = session_err ? smtp_strerror(session_err, buf, sizeof(buf)) : NULL;
-    result_set(r, SEND_TRANSIENT, session_err < 0 ? session_err : -ECONNRESET,
+    send_result_set(r, SEND_TRANSIENT, session_err < 0 ? session_err : -ECONNRESET,
                "connection lost %s%s%s", when, why ? ": " : "", why ? why : "");
 }
 
@@ -828,7 +813,7 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
     char text[160];
 
     if (run->auth_code && (!mail || mail->code == 0 || mail->code >= 400)) {
-        result_set(r, smtp_classify_error(run->auth_code), run->auth_code,
+        send_result_set(r, smtp_classify_error(run->auth_code), run->auth_code,
                    "authentication as %s failed: %d %s", run->st->username, run->auth_code,
                    run->auth_text);
         return;
@@ -839,7 +824,7 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
     }
     if (mail->code >= 300) {
         clean_text(text, sizeof(text), mail->text);
-        result_set(r, smtp_classify_error(mail->code), mail->code, "MAIL FROM rejected: %d %s",
+        send_result_set(r, smtp_classify_error(mail->code), mail->code, "MAIL FROM rejected: %d %s",
                    mail->code, text);
         return;
     }
@@ -849,7 +834,7 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
     }
     if (rcpt->code >= 300) {
         clean_text(text, sizeof(text), rcpt->text);
-        result_set(r, smtp_classify_error(rcpt->code), rcpt->code, "RCPT TO rejected: %d %s",
+        send_result_set(r, smtp_classify_error(rcpt->code), rcpt->code, "RCPT TO rejected: %d %s",
                    rcpt->code, text);
         return;
     }
@@ -865,7 +850,7 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
     }
     if (data->code >= 400) {
         clean_text(text, sizeof(text), data->text);
-        result_set(r, smtp_classify_error(data->code), data->code, "message rejected: %d %s",
+        send_result_set(r, smtp_classify_error(data->code), data->code, "message rejected: %d %s",
                    data->code, text);
         return;
     }
@@ -897,7 +882,7 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
     session = smtp_create_session();
     if (!session) {
         for (size_t i = 0; i < n; i++)
-            result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot create an SMTP session");
+            send_result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot create an SMTP session");
         free(outs);
         return;
     }
@@ -937,7 +922,7 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
         sbuf_init(&o->data);
         rc = mime_compose_email(m, st->from, st->msgid_domain, date, &o->data, &err);
         if (rc < 0) {
-            result_set(&res[i], SEND_PERMANENT, rc, "cannot compose the message: %s", err.msg);
+            send_result_set(&res[i], SEND_PERMANENT, rc, "cannot compose the message: %s", err.msg);
             continue;
         }
         o->msg = smtp_add_message(session);
@@ -946,7 +931,7 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
             !smtp_set_messagecb(o->msg, smtp_message_cb, o)) {
             /* libESMTP failed to allocate; the message stays out of the
              * session (a message with no recipient is skipped). */
-            result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot queue the message in libESMTP");
+            send_result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot queue the message in libESMTP");
             o->msg = NULL;
             continue;
         }

@@ -153,21 +153,6 @@ http_global_init(void)
     http_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static void result_set(struct send_result *r, enum send_status status, int code, const char *fmt,
-                       ...) __attribute__((format(printf, 4, 5)));
-
-static void
-result_set(struct send_result *r, enum send_status status, int code, const char *fmt, ...)
-{
-    va_list ap;
-    r->status = status;
-    r->code = code;
-    r->retry_after = 0;
-    va_start(ap, fmt);
-    vsnprintf(r->error, sizeof(r->error), fmt, ap);
-    va_end(ap);
-}
-
 static void
 secret_free(char *s)
 {
@@ -1232,7 +1217,7 @@ build_webhook(struct http_state *st, struct http_xfer *x, const struct nudge_mes
 
     if (!m->to || !m->to[0]) {
         json_decref(doc);
-        result_set(r, SEND_PERMANENT, -EINVAL, "the webhook has no URL");
+        send_result_set(r, SEND_PERMANENT, -EINVAL, "the webhook has no URL");
         return -EINVAL;
     }
     if (secret_path) {
@@ -1240,7 +1225,7 @@ build_webhook(struct http_state *st, struct http_xfer *x, const struct nudge_mes
         if ((rc = webhook_load_key(secret_path, &own, &keylen, why, sizeof(why))) < 0) {
             json_decref(doc);
             /* A person can fix the file; never send unsigned instead. */
-            result_set(r, SEND_TRANSIENT, rc, "%s", why);
+            send_result_set(r, SEND_TRANSIENT, rc, "%s", why);
             return rc;
         }
         key = own;
@@ -1268,7 +1253,7 @@ build_webhook(struct http_state *st, struct http_xfer *x, const struct nudge_mes
             free(own);
         }
         if (rc < 0) {
-            result_set(r, SEND_TRANSIENT, rc, "cannot sign the webhook: %s", strerror(-rc));
+            send_result_set(r, SEND_TRANSIENT, rc, "cannot sign the webhook: %s", strerror(-rc));
             return rc;
         }
         add_header(x, "webhook-signature: %s", sig);
@@ -1464,12 +1449,12 @@ build_sms(struct http_state *st, struct http_xfer *x, const struct nudge_message
     const char *text = m->text ? m->text : "";
 
     if (sms_normalize_e164(m->to, st->default_cc, e164, sizeof(e164)) < 0) {
-        result_set(r, SEND_PERMANENT, -EINVAL, "invalid phone number%s",
+        send_result_set(r, SEND_PERMANENT, -EINVAL, "invalid phone number%s",
                    st->default_cc ? "" : " (no country code; set default_country_code?)");
         return -EINVAL;
     }
     if ((segs = sms_segments(text, &ucs2)) < 0) {
-        result_set(r, SEND_PERMANENT, -EINVAL, "the text is not valid UTF-8");
+        send_result_set(r, SEND_PERMANENT, -EINVAL, "the text is not valid UTF-8");
         return -EINVAL;
     }
     memset(&vars, 0, sizeof(vars));
@@ -1487,7 +1472,7 @@ build_sms(struct http_state *st, struct http_xfer *x, const struct nudge_message
         break;
     case SMS_ALIYUN:
         if ((rc = build_aliyun(st, x, &vars)) < 0) {
-            result_set(r, SEND_TRANSIENT, rc, "cannot sign the Aliyun request");
+            send_result_set(r, SEND_TRANSIENT, rc, "cannot sign the Aliyun request");
             return rc;
         }
         break;
@@ -1731,7 +1716,7 @@ result_http(struct http_xfer *x, long code, bool sms, const char *detail)
         snippet(x, body, sizeof(body));
         detail = body;
     }
-    result_set(r, s, (int)code, "HTTP %ld%s%s%s%s", code, x->reason[0] ? " " : "", x->reason,
+    send_result_set(r, s, (int)code, "HTTP %ld%s%s%s%s", code, x->reason[0] ? " " : "", x->reason,
                detail[0] ? ": " : "", detail);
     if (s == SEND_TRANSIENT) {
         r->retry_after = retry_after_seconds(x->retry_after, x->date);
@@ -1772,7 +1757,7 @@ finish_generic(struct http_xfer *x, long code)
         listed |= st->ok_status[i] == code;
     if (!listed) {
         if (code >= 200 && code < 300) {
-            result_set(x->res, SEND_PERMANENT, (int)code,
+            send_result_set(x->res, SEND_PERMANENT, (int)code,
                        "HTTP %ld is not a success status here (success.status)", code);
             return;
         }
@@ -1786,7 +1771,7 @@ finish_generic(struct http_xfer *x, long code)
         if (!got || strcmp(got, st->json_value) != 0) {
             char body[200];
             snippet(x, body, sizeof(body));
-            result_set(x->res, SEND_PERMANENT, (int)code,
+            send_result_set(x->res, SEND_PERMANENT, (int)code,
                        "HTTP %ld but %s is %s%s%s, not \"%s\": %s", code, st->json_field,
                        got ? "\"" : "", got ? got : "missing", got ? "\"" : "", st->json_value,
                        body);
@@ -1797,7 +1782,7 @@ finish_generic(struct http_xfer *x, long code)
         free(got);
         json_decref(doc);
     }
-    result_set(x->res, SEND_OK, (int)code, "%s", "");
+    send_result_set(x->res, SEND_OK, (int)code, "%s", "");
 }
 
 static void
@@ -1807,7 +1792,7 @@ finish_twilio(struct http_xfer *x, long code)
     const char *msg;
     char detail[200];
     if (code >= 200 && code < 300) {
-        result_set(x->res, SEND_OK, (int)code, "%s", "");
+        send_result_set(x->res, SEND_OK, (int)code, "%s", "");
         return;
     }
     /* Twilio errors: {"code": 21211, "message": "...", "status": 400} */
@@ -1862,14 +1847,14 @@ finish_aliyun(struct http_xfer *x, long code)
     msg = json_string_value(json_object_get(doc, "Message"));
     if (!c) {
         if (code >= 200 && code < 300)
-            result_set(x->res, SEND_TRANSIENT, (int)code,
+            send_result_set(x->res, SEND_TRANSIENT, (int)code,
                        "HTTP %ld without an Aliyun Code: is base_url right?", code);
         else
             result_http(x, code, true, NULL);
     } else if (strcmp(c, "OK") == 0 && code >= 200 && code < 300) {
-        result_set(x->res, SEND_OK, (int)code, "%s", "");
+        send_result_set(x->res, SEND_OK, (int)code, "%s", "");
     } else {
-        result_set(x->res, aliyun_code_transient(c) ? SEND_TRANSIENT : SEND_PERMANENT, (int)code,
+        send_result_set(x->res, aliyun_code_transient(c) ? SEND_TRANSIENT : SEND_PERMANENT, (int)code,
                    "Aliyun %s: %s", c, msg ? msg : "");
     }
     json_decref(doc);
@@ -1884,7 +1869,7 @@ xfer_finish(struct http_xfer *x, CURLcode rc)
         int e;
         curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
         e = curl_code_errno(rc, os_errno);
-        result_set(x->res, e == -EINVAL ? SEND_PERMANENT : SEND_TRANSIENT, e, "%s",
+        send_result_set(x->res, e == -EINVAL ? SEND_PERMANENT : SEND_TRANSIENT, e, "%s",
                    x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
         return;
     }
@@ -1892,7 +1877,7 @@ xfer_finish(struct http_xfer *x, CURLcode rc)
     if (code >= 300 && code < 400) {
         char *loc = NULL;
         curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &loc);
-        result_set(x->res, SEND_PERMANENT, (int)code, "HTTP %ld: redirects are not followed%s%s",
+        send_result_set(x->res, SEND_PERMANENT, (int)code, "HTTP %ld: redirects are not followed%s%s",
                    code, loc ? " (to " : "", loc ? loc : "");
         if (loc) {
             size_t len = strlen(x->res->error);
@@ -1903,7 +1888,7 @@ xfer_finish(struct http_xfer *x, CURLcode rc)
     }
     if (st->kind == HTTP_WEBHOOK) {
         if (code >= 200 && code < 300)
-            result_set(x->res, SEND_OK, (int)code, "%s", "");
+            send_result_set(x->res, SEND_OK, (int)code, "%s", "");
         else
             result_http(x, code, false, NULL);
         return;
@@ -1989,7 +1974,7 @@ xfer_start(struct http_state *st, struct http_xfer *x, size_t i)
         curl_easy_setopt(e, CURLOPT_PASSWORD, x->password);
     }
     if ((mc = curl_multi_add_handle(st->multi, e)) != CURLM_OK) {
-        result_set(r, SEND_TRANSIENT, -EIO, "curl: %s", curl_multi_strerror(mc));
+        send_result_set(r, SEND_TRANSIENT, -EIO, "curl: %s", curl_multi_strerror(mc));
         return -EIO;
     }
     x->busy = true;
@@ -2101,7 +2086,7 @@ http_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
         return;
     if ((rc = engine_init(st)) < 0) {
         for (size_t i = 0; i < n; i++)
-            result_set(&res[i], SEND_TRANSIENT, rc, "cannot start the HTTP engine: %s",
+            send_result_set(&res[i], SEND_TRANSIENT, rc, "cannot start the HTTP engine: %s",
                        strerror(-rc));
         return;
     }
@@ -2123,7 +2108,7 @@ http_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
     }
     if (st->nxfers == 0) {
         for (size_t i = 0; i < n; i++)
-            result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot create a curl handle");
+            send_result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot create a curl handle");
         return;
     }
     for (size_t k = 0; k < st->nxfers && k < want; k++)
@@ -2136,12 +2121,12 @@ http_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
         if (x->busy) {
             curl_multi_remove_handle(st->multi, x->easy);
             x->busy = false;
-            result_set(x->res, SEND_TRANSIENT, -EIO, "the transfer did not finish");
+            send_result_set(x->res, SEND_TRANSIENT, -EIO, "the transfer did not finish");
         }
         xfer_clear(x);
     }
     while (st->next < st->n)
-        result_set(&res[st->next++], SEND_TRANSIENT, -EIO, "the transfer did not start");
+        send_result_set(&res[st->next++], SEND_TRANSIENT, -EIO, "the transfer did not start");
     st->active = 0;
     st->msgs = NULL;
     st->res = NULL;

@@ -102,9 +102,7 @@ spool_send(void *state, const struct nudge_message *msgs, size_t n, struct send_
             path = xasprintf("%s/%lld.eml", s->dir, (long long)m->delivery_id);
             r = mime_compose_email(m, s->from, NULL, m->date, &body, &err);
             if (r < 0) {
-                res[i].status = SEND_PERMANENT;
-                res[i].code = r;
-                snprintf(res[i].error, sizeof(res[i].error), "cannot compose: %s", err.msg);
+                send_result_set(&res[i], SEND_PERMANENT, r, "cannot compose: %s", err.msg);
                 goto next;
             }
         } else {
@@ -128,10 +126,8 @@ spool_send(void *state, const struct nudge_message *msgs, size_t n, struct send_
         r = write_file_atomic(path, body.s, body.len);
         if (r < 0) {
             /* A full disk or a permission problem may be fixed by a person. */
-            res[i].status = SEND_TRANSIENT;
-            res[i].code = r;
-            snprintf(res[i].error, sizeof(res[i].error), "cannot write %s: %s", path,
-                     strerror(-r));
+            send_result_set(&res[i], SEND_TRANSIENT, r, "cannot write %s: %s", path,
+                            strerror(-r));
         } else {
             res[i].status = SEND_OK;
         }

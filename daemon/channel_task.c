@@ -443,10 +443,10 @@ task_notify(struct task_state *t, const struct nudge_message *m, struct send_res
                         sqlite3_errmsg(t->db));
     }
     if (failed.len) {
-        res->status = SEND_TRANSIENT;
-        res->code = -EAGAIN;
-        snprintf(res->error, sizeof(res->error), "task %" PRId64 " made; notifying %s: %s", k.id,
-                 k.assignee && k.assignee[0] ? k.assignee : "its assignee", failed.s);
+        int retry_after = res->retry_after; /* the notifiers' own */
+        send_result_set(res, SEND_TRANSIENT, -EAGAIN, "task %" PRId64 " made; notifying %s: %s",
+                        k.id, k.assignee && k.assignee[0] ? k.assignee : "its assignee", failed.s);
+        res->retry_after = retry_after;
     }
 out:
     sqlite3_finalize(s);
@@ -508,9 +508,7 @@ task_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
         task_notify(t, m, &res[i]);
         continue;
     fail:
-        res[i].status = SEND_TRANSIENT;
-        res[i].code = -EIO;
-        snprintf(res[i].error, sizeof(res[i].error), "tasks table: %s", sqlite3_errmsg(t->db));
+        send_result_set(&res[i], SEND_TRANSIENT, -EIO, "tasks table: %s", sqlite3_errmsg(t->db));
     }
 }
 

@@ -399,6 +399,14 @@ out:
     return rc;
 }
 
+/* The local date of fire f, "YYYY-MM-DD": what days_since() and friends
+ * count from. */
+static void
+fire_date(const struct fire *f, char day[11])
+{
+    snprintf(day, 11, "%04d-%02d-%02d", f->y, f->m, f->d);
+}
+
 /* Fires of one zone, collected for list_entered. */
 struct fires {
     struct fire *v;
@@ -424,7 +432,7 @@ holds_on(struct win *w, sqlite3_stmt *s, const struct audience *cond, int64_t id
 {
     char day[11];
     int idx, rc;
-    snprintf(day, sizeof(day), "%04d-%02d-%02d", f->y, f->m, f->d);
+    fire_date(f, day);
     sqlite3_reset(s);
     if ((idx = audience_bind(cond, s, 1, day)) < 0)
         return -EIO;
@@ -473,7 +481,7 @@ list_entered(struct win *w, ntime_t from, ntime_t to)
     days = xcalloc(fs.n, sizeof(*days));
     for (size_t i = 0; i < fs.n; i++)
         days[i] = days_from_civil(fs.v[i].y, fs.v[i].m, fs.v[i].d);
-    snprintf(day0, sizeof(day0), "%04d-%02d-%02d", fs.v[0].y, fs.v[0].m, fs.v[0].d);
+    fire_date(&fs.v[0], day0);
 
     sbuf_printf(&q, "SELECT c.id, c.ext_id, coalesce((%s), 0)", cond->sql);
     audience_day_select(cond, &q);
@@ -562,7 +570,7 @@ on_fire(void *ud, const struct fire *f)
     size_t nlunar = 0;
     int rc = 0, idx;
 
-    snprintf(today, sizeof(today), "%04d-%02d-%02d", f->y, f->m, f->d);
+    fire_date(f, today);
     w->stats->fires++;
     if (r->trigger.kind == TRIG_ENTERED)
         return on_fire_entered(w, f, today);

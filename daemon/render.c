@@ -261,27 +261,6 @@ url_escape(struct sbuf *b, const char *s)
     sbuf_add(b, run, (size_t)(s - run));
 }
 
-/* "YYYY-MM-DD" into out (16 bytes), as snprintf's "%04d-%02d-%02d" would. */
-static void
-format_date(char *out, int y, int m, int d)
-{
-    if (y < 0 || y > 9999 || m < 0 || m > 99 || d < 0 || d > 99) {
-        snprintf(out, 16, "%04d-%02d-%02d", y, m, d);
-        return;
-    }
-    out[0] = (char)('0' + y / 1000);
-    out[1] = (char)('0' + y / 100 % 10);
-    out[2] = (char)('0' + y / 10 % 10);
-    out[3] = (char)('0' + y % 10);
-    out[4] = '-';
-    out[5] = (char)('0' + m / 10);
-    out[6] = (char)('0' + m % 10);
-    out[7] = '-';
-    out[8] = (char)('0' + d / 10);
-    out[9] = (char)('0' + d % 10);
-    out[10] = '\0';
-}
-
 void
 render_add_rule_context(json_t *ctx, const struct render_env *env, const struct rule *r,
                         const char *occurrence, const char *channel, ntime_t fire_at)
@@ -293,7 +272,7 @@ render_add_rule_context(json_t *ctx, const struct render_env *env, const struct 
     if (!tz)
         tz = env->cfg->timezone;
     if (cal_utc_to_local(tz, fire_at, &l) == 0)
-        format_date(today, l.year, l.month, l.day);
+        snprintf(today, sizeof(today), "%04d-%02d-%02d", l.year, l.month, l.day);
     json_object_set_new_nocheck(ctx, "rule", json_string(r->name));
     json_object_set_new_nocheck(ctx, "occurrence", json_string(occurrence));
     json_object_set_new_nocheck(ctx, "channel", json_string(channel));
@@ -304,7 +283,7 @@ render_add_rule_context(json_t *ctx, const struct render_env *env, const struct 
         int64_t days = days_from_civil(l.year, l.month, l.day) + r->coupon.valid_days;
         int y, m, d;
         civil_from_days(days, &y, &m, &d);
-        format_date(exp, y, m, d);
+        snprintf(exp, sizeof(exp), "%04d-%02d-%02d", y, m, d);
         coupon_code(env, r, ext_id, occurrence, code, sizeof(code));
         json_object_set_new_nocheck(c, "code", json_string(code));
         if (r->coupon.percent_off)

@@ -88,6 +88,11 @@ struct channel_backend {
     bool needs_payload;
 };
 
+/* Fills r for a backend's send(): status, code, a printf-style reason, and
+ * no Retry-After. */
+void send_result_set(struct send_result *r, enum send_status status, int code, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
+
 /* The registry (channel.c): finds a backend by transport name. */
 const struct channel_backend *channel_backend_find(const char *transport);
 /* NULL-terminated list of all backends, for help and validation. */
