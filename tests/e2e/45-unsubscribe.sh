@@ -91,7 +91,7 @@ tl=$(sqlite3 "$tmp/nudge.db" "SELECT count(*) FROM timeline t JOIN customers c O
 check "the unsubscribe is on the customer's timeline" '[ "$tl" = 1 ]'
 
 # A delivery already queued when the customer unsubscribes is suppressed.
-sqlite3 "$tmp/nudge.db" "INSERT INTO deliveries (rule, customer_id, occurrence, action, channel, due_at, created_at, next_attempt_at) SELECT 'birthday-greeting', id, 'manual:1', 0, 'email', 0, 0, 0 FROM customers WHERE ext_id = 'u1'"
+sqlite3 -cmd ".timeout 10000" "$tmp/nudge.db" "INSERT INTO deliveries (rule, customer_id, occurrence, action, channel, due_at, created_at, next_attempt_at) SELECT 'birthday-greeting', id, 'manual:1', 0, 'email', 0, 0, 0 FROM customers WHERE ext_id = 'u1'"
 ctl advance --to 2027-03-10T13:00:00Z >/dev/null
 state=$(sqlite3 "$tmp/nudge.db" "SELECT state FROM deliveries WHERE occurrence = 'manual:1'")
 check "a delivery queued before the unsubscribe ends suppressed, not sent" '[ "$state" = suppressed ]'
