@@ -47,6 +47,16 @@ int mime_compose_email(const struct nudge_message *m, const char *from,
                        const char *message_id_domain, ntime_t date, struct sbuf *out,
                        struct nerr *err);
 
+/*
+ * The same message composed from scratch and written by GMime's own writer
+ * (g_mime_object_write_to_stream), with none of mime_compose_email's reuse
+ * of the last message or its direct writer: the reference the unit tests
+ * hold mime_compose_email to, byte for byte.
+ */
+int mime_compose_email_gmime(const struct nudge_message *m, const char *from,
+                             const char *message_id_domain, ntime_t date, struct sbuf *out,
+                             struct nerr *err);
+
 /* The Message-ID compose uses, without angle brackets, into out (set up with
  * sbuf_init, reset first). -EINVAL for a bad domain. */
 int mime_message_id(const struct nudge_message *m, const char *domain, struct sbuf *out);

@@ -227,6 +227,131 @@ compose_is_byte_identical_for_the_same_input(void **state)
     sbuf_free(&b);
 }
 
+/* Picks one of n strings with a small deterministic generator. */
+static const char *
+pick(uint32_t *seed, const char *const *v, size_t n)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return v[(*seed >> 8) % n];
+}
+
+/*
+ * mime_compose_email reuses each thread's last message and writes 7bit
+ * messages itself; mime_compose_email_gmime builds every message afresh and
+ * lets GMime write it. Over a long run of varied messages through one warm
+ * cache, both must give the same bytes: names, subjects and rules that need
+ * RFC 2047 or folding, bodies that need quoted-printable or base64 (8bit,
+ * long lines, "From " lines, bare CR/LF), every body shape and the marketing
+ * headers switching on and off between neighbours.
+ */
+static void
+compose_matches_gmime_writer_byte_for_byte(void **state)
+{
+    static const char *const tos[] = {"a@example.net", "Zhang.San+vip@Example-Shop.com",
+                                      "o'neil@example.org", "x_y@mail.example.co.uk"};
+    static const char *const names[] = {
+        NULL,
+        "",
+        "Ann Lee",
+        "张三",
+        "Müller, Jörg",
+        "\"Quoted\" Name",
+        "  Spaced  Out ",
+        "A very long display name that goes on and on past the folding column of headers",
+        "line\nbreak",
+        "=?utf-8?q?not_an_encoded_word?="};
+    static const char *const subjects[] = {
+        "",
+        "Hi",
+        "Happy birthday, Ann! A gift inside 🎂",
+        "生日快乐, 张三! Your 15% coupon",
+        "An ASCII subject long enough to need folding because it runs far past the seventy-six "
+        "column limit that GMime folds at",
+        "  padded  ",
+        "tab\there",
+        "=?x?",
+        "Spring Festival 春节 offer: 20% off until 2027-02-17"};
+    static const char *const bodies[] = {
+        NULL,
+        "Dear Ann,\n\nHappy birthday!\n",
+        "one line, no newline",
+        "CRLF\r\nlines\r\n",
+        "lone\rCR and\nLF\r\n\n",
+        "亲爱的张三,\n生日快乐!\nCode: BDAY-15\n",
+        "From the shop: hello\nFrom here on\n",
+        ".leading dot\n..two\n.\n",
+        "<p>Hello <b>Ann</b></p>\n<p>Bye</p>",
+        "",
+        NULL, /* a line of 1200 'x': set below */
+    };
+    static const char *const rules[] = {NULL, "birthday-greeting", "春节-offer", "winback coupon"};
+    static const char *const urls[] = {NULL, "https://shop.example.com/u/abc123?t=XyZ",
+                                       "mailto:unsubscribe@example.com?subject=stop"};
+    static const char *const froms[] = {FROM, "shop@example.com",
+                                        "\"Shop, Inc.\" <news@example.com>"};
+    char longline[1300];
+    const char *body[sizeof(bodies) / sizeof(bodies[0])];
+    uint32_t seed = 7;
+    int direct = 0;
+    (void)state;
+    memset(longline, 'x', 1200);
+    longline[1200] = '\n';
+    longline[1201] = '\0';
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        body[i] = bodies[i] ? bodies[i] : i ? longline : NULL;
+    body[0] = NULL;
+    for (int i = 0; i < 3000; i++) {
+        struct nudge_message m = sample(1000 + i, false);
+        const char *from = froms[i % 300 == 299 ? (i / 300) % 3 : 0];
+        char key[32];
+        struct sbuf a, b;
+        struct nerr ea, eb;
+        int ra, rb;
+        m.to = pick(&seed, tos, 4);
+        m.to_name = pick(&seed, names, sizeof(names) / sizeof(names[0]));
+        m.subject = pick(&seed, subjects, sizeof(subjects) / sizeof(subjects[0]));
+        /* Mostly the common shape, so the cache is reused in long runs. */
+        if (i % 5) {
+            m.text = pick(&seed, body + 1, 3);
+            m.html = body[8];
+        } else {
+            m.text = pick(&seed, body, sizeof(body) / sizeof(body[0]));
+            m.html = pick(&seed, body, sizeof(body) / sizeof(body[0]));
+        }
+        if (!m.text && !m.html)
+            m.text = body[1];
+        m.rule = pick(&seed, rules, 4);
+        m.marketing = (seed >> 3) & 1;
+        m.unsubscribe_url = pick(&seed, urls, 3);
+        snprintf(key, sizeof(key), "k%d", i % 7);
+        m.idempotency_key = i % 3 ? key : NULL;
+        sbuf_init(&a);
+        sbuf_init(&b);
+        nerr_clear(&ea);
+        nerr_clear(&eb);
+        ra = mime_compose_email(&m, from, i % 2 ? NULL : "mail.example.org", t0() + i % 4, &a, &ea);
+        rb = mime_compose_email_gmime(&m, from, i % 2 ? NULL : "mail.example.org", t0() + i % 4, &b,
+                                      &eb);
+        assert_int_equal(ra, rb);
+        if (ra == 0) {
+            if (a.len != b.len || memcmp(a.s, b.s, a.len) != 0)
+                fail_msg("message %d differs from GMime's writer:\n--- direct ---\n%s\n--- GMime "
+                         "---\n%s",
+                         i, a.s, b.s);
+            /* Count the messages the direct writer can have made: all 7bit. */
+            if (!strstr(a.s, "quoted-printable") && !strstr(a.s, "base64"))
+                direct++;
+        } else {
+            assert_string_equal(ea.msg, eb.msg);
+        }
+        sbuf_free(&a);
+        sbuf_free(&b);
+    }
+    /* Both writers were exercised in earnest. */
+    assert_true(direct > 1000);
+    assert_true(direct < 2900);
+}
+
 static void
 compose_adds_list_unsubscribe_only_to_marketing_mail(void **state)
 {
@@ -832,6 +957,7 @@ main(void)
         cmocka_unit_test(compose_sends_only_text_plain_when_html_is_missing),
         cmocka_unit_test(compose_message_id_is_stable_for_the_same_delivery),
         cmocka_unit_test(compose_is_byte_identical_for_the_same_input),
+        cmocka_unit_test(compose_matches_gmime_writer_byte_for_byte),
         cmocka_unit_test(compose_adds_list_unsubscribe_only_to_marketing_mail),
         cmocka_unit_test(compose_dates_the_message_with_the_injected_time),
         cmocka_unit_test(compose_uses_crlf_and_short_lines),
