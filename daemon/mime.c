@@ -253,9 +253,13 @@ static void
 canon_crlf(const char *s, struct sbuf *out, struct text_stats *st)
 {
     const char *p = s;
+    size_t n = strlen(s);
     memset(st, 0, sizeof(*st));
-    sbuf_init(out);
-    sbuf_adds(out, "");
+    /* out keeps its buffer from the last message: room for s with a CR
+     * added to every tenth byte or so is rarely outgrown. */
+    out->len = 0;
+    sbuf_reserve(out, n + n / 8 + 16);
+    out->s[0] = '\0';
     for (;;) {
         const char *q = p;
         unsigned char high = 0;
@@ -731,8 +735,7 @@ set_body(struct mime_cache *c, const struct nudge_message *m)
     struct sbuf boundary;
     struct text_stats st;
 
-    sbuf_free(&c->canon_plain);
-    sbuf_free(&c->canon_html);
+    c->canon_plain.len = c->canon_html.len = 0;
     c->seven_plain = c->seven_html = true;
     if (m->text) {
         canon_crlf(m->text, &c->canon_plain, &st);
@@ -873,6 +876,8 @@ write_direct(struct mime_cache *c, struct sbuf *out)
         part_encoding(GMIME_PART(c->plain), GMIME_CONTENT_ENCODING_7BIT);
     if (c->html)
         part_encoding(GMIME_PART(c->html), GMIME_CONTENT_ENCODING_7BIT);
+    /* The headers are rarely more than 1.5 kB: one allocation. */
+    sbuf_reserve(out, c->canon_plain.len + c->canon_html.len + 1536);
     if (!put_headers(out, GMIME_OBJECT(c->msg)) || !put_headers(out, c->body))
         return false;
     sbuf_add(out, "\r\n", 2);

@@ -138,6 +138,15 @@ sbuf_grow(struct sbuf *b, size_t need)
 }
 
 void
+sbuf_reserve(struct sbuf *b, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->s = xrealloc(b->s, b->len + n + 1);
+        b->cap = b->len + n + 1;
+    }
+}
+
+void
 sbuf_add(struct sbuf *b, const char *s, size_t n)
 {
     sbuf_grow(b, n);

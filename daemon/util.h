@@ -47,6 +47,9 @@ struct sbuf {
 void sbuf_init(struct sbuf *b);
 void sbuf_free(struct sbuf *b);
 void sbuf_add(struct sbuf *b, const char *s, size_t n);
+/* Makes room for n more bytes at once (for a string whose size is known
+ * roughly in advance: one allocation instead of a doubling series). */
+void sbuf_reserve(struct sbuf *b, size_t n);
 void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_addc(struct sbuf *b, char c);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
