@@ -101,7 +101,7 @@ job_work(uv_work_t *w)
      * shared lock for its few queries per message instead of a lock taken
      * and dropped around each of them. Rendering only reads; what it decides
      * is written with the results below. */
-    reading = store_exec(s->st, "BEGIN") == 0;
+    reading = store_exec_cached(s->st, "BEGIN") == 0;
     for (size_t i = 0; i < n; i++) {
         if (atomic_load(&d->stopping)) {
             held[i].release = true;

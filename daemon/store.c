@@ -126,15 +126,31 @@ store_exec(struct store *st, const char *sql)
 }
 
 int
+store_exec_cached(struct store *st, const char *sql)
+{
+    sqlite3_stmt *s;
+    int rc = store_prepare(st, sql, &s);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        store_done(s);
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        log_err("store", "%s: %s: %s", st->path, sql, sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    return 0;
+}
+
+int
 store_begin(struct store *st)
 {
-    return store_exec(st, "BEGIN IMMEDIATE");
+    return store_exec_cached(st, "BEGIN IMMEDIATE");
 }
 
 int
 store_commit(struct store *st)
 {
-    return store_exec(st, "COMMIT");
+    return store_exec_cached(st, "COMMIT");
 }
 
 int

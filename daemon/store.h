@@ -76,6 +76,10 @@ void store_done(sqlite3_stmt *s);
 
 /* Runs SQL with no results; logs and returns -EIO on failure. */
 int store_exec(struct store *st, const char *sql);
+/* One statement without results, kept prepared in the connection's cache
+ * (see store_prepare): for the statements run once per batch, BEGIN and
+ * COMMIT, which sqlite3_exec would parse every time. */
+int store_exec_cached(struct store *st, const char *sql);
 int store_begin(struct store *st);   /* BEGIN IMMEDIATE */
 int store_commit(struct store *st);
 int store_rollback(struct store *st);
