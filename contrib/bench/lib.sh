@@ -27,7 +27,7 @@ BENCH_PIDS=()
 # Settings from the environment that change what is measured, as given when
 # the bench was started: they go in front of the command in RESULTS.md.
 BENCH_ENV=
-for _v in MALLOC_ARENA_MAX MALLOC_TRIM_THRESHOLD_ CONC BATCH MAXCONN MAX_SECONDS \
+for _v in MALLOC_ARENA_MAX MALLOC_TRIM_THRESHOLD_ CONC BATCH ROUNDS MAXCONN MAX_SECONDS \
 	FORECAST_TIMEOUT WRK_SECONDS MEMORY_GDB; do
 	[ -n "${!_v:-}" ] && BENCH_ENV+="$_v=${!_v} "
 done
