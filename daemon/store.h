@@ -44,7 +44,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 struct store_stmt_cache;
 
