@@ -63,6 +63,7 @@ struct mime_cache {
      * parts' content is written from here and never handed to GMime. */
     struct sbuf canon_plain, canon_html;
     bool seven_plain, seven_html;
+    bool ascii_plain, ascii_html;   /* no byte >= 0x80: valid UTF-8 as it is */
     char *from;                     /* the From spec of msg, NULL if none */
     char *from_name;                /* its display name, NULL if none */
     char *from_addr;                /* its address */
@@ -530,26 +531,37 @@ plain_short(const char *name, const char *value)
     return true;
 }
 
+/* The raw value GMime gives an unstructured header `name` of obj for value
+ * in charset (" value\n", folded and RFC 2047-encoded as GMime does): the
+ * value itself when plain_short, else formatted by GMime's own formatter
+ * for the header. NULL for a value GMime would first trim, which the caller
+ * sets the usual way. */
+static char *
+unstructured_raw(GMimeObject *obj, const char *name, const char *value, const char *charset)
+{
+    size_t n = strlen(value);
+    char *graw, *raw;
+    if (plain_short(name, value))
+        return xasprintf(" %s\n", value);
+    if (n == 0 || g_ascii_isspace(value[0]) || g_ascii_isspace(value[n - 1]))
+        return NULL;
+    graw = g_mime_header_format_default(header_of(obj, name), NULL, value, charset);
+    raw = xstrdup(graw);
+    g_free(graw);
+    return raw;
+}
+
 /* Sets an unstructured header of a message built by build_message to what
- * GMime would write for value in charset: as it is when plain_short, else
- * formatted by GMime's own formatter for the header, once. False (nothing
- * set) for a value GMime would first trim, which the caller sets the usual
- * way. */
+ * GMime would write for value in charset (see unstructured_raw). False
+ * (nothing set) for a value GMime would first trim. */
 static bool
 set_unstructured(GMimeObject *obj, const char *name, const char *value, const char *charset)
 {
-    GMimeHeader *h = header_of(obj, name);
-    size_t n = strlen(value);
-    char *raw;
-    if (plain_short(name, value)) {
-        header_set_raw(h, value);
-        return true;
-    }
-    if (n == 0 || g_ascii_isspace(value[0]) || g_ascii_isspace(value[n - 1]))
+    char *raw = unstructured_raw(obj, name, value, charset);
+    if (!raw)
         return false;
-    raw = g_mime_header_format_default(h, NULL, value, charset);
-    g_mime_header_set_raw_value(h, raw);
-    g_free(raw);
+    g_mime_header_set_raw_value(header_of(obj, name), raw);
+    free(raw);
     return true;
 }
 
@@ -725,63 +737,203 @@ update_message(struct mime_cache *c, const struct nudge_message *m, const char *
     header_set_raw(header_of(obj, "X-Nudge-Delivery"), delivery);
 }
 
-/* Gives the cached message m's body: the parts it has, kept, when they are
- * the same parts as m's, else new ones. Their content is the cache's
- * canonical text (see write_direct and fill_parts). */
+/* The cache's canonical text of m's parts, and whether each is 7bit. */
 static void
-set_body(struct mime_cache *c, const struct nudge_message *m)
+canon_body(struct mime_cache *c, const struct nudge_message *m)
 {
-    char keybuf[32];
-    struct sbuf boundary;
     struct text_stats st;
-
     c->canon_plain.len = c->canon_html.len = 0;
-    c->seven_plain = c->seven_html = true;
+    c->seven_plain = c->seven_html = c->ascii_plain = c->ascii_html = true;
     if (m->text) {
         canon_crlf(m->text, &c->canon_plain, &st);
         c->seven_plain = stats_7bit(&st);
+        c->ascii_plain = !st.eight;
     }
     if (m->html) {
         canon_crlf(m->html, &c->canon_html, &st);
         c->seven_html = stats_7bit(&st);
+        c->ascii_html = !st.eight;
     }
-    if (!c->body || (c->plain != NULL) != (m->text != NULL) ||
-        (c->html != NULL) != (m->html != NULL)) {
-        cache_forget_body(c);
-        if (m->text && m->html) {
-            /* Not g_mime_multipart_new_with_subtype: it reads a random
-             * boundary from /dev/urandom (open, read, close) that would be
-             * replaced at once. */
-            GMimeMultipart *alt = g_object_new(GMIME_TYPE_MULTIPART, NULL);
-            GMimeContentType *ctype = g_mime_content_type_new("multipart", "alternative");
-            g_mime_object_set_content_type(GMIME_OBJECT(alt), ctype);
-            g_object_unref(ctype);
-            c->plain = text_part("plain");
-            g_mime_multipart_add(alt, GMIME_OBJECT(c->plain));
-            g_object_unref(c->plain);
-            c->html = text_part("html");
-            g_mime_multipart_add(alt, GMIME_OBJECT(c->html));
-            g_object_unref(c->html);
-            c->body = GMIME_OBJECT(alt);
-        } else if (m->text) {
-            c->plain = text_part("plain");
-            c->body = GMIME_OBJECT(c->plain);
+}
+
+/* Gives the cached message m's parts: the ones it has, kept, when they are
+ * the same parts as m's, else new ones. Their content is the cache's
+ * canonical text (see write_direct and fill_parts). */
+static void
+set_parts(struct mime_cache *c, const struct nudge_message *m)
+{
+    if (c->body && (c->plain != NULL) == (m->text != NULL) &&
+        (c->html != NULL) == (m->html != NULL))
+        return;
+    cache_forget_body(c);
+    if (m->text && m->html) {
+        /* Not g_mime_multipart_new_with_subtype: it reads a random boundary
+         * from /dev/urandom (open, read, close) that would be replaced at
+         * once. */
+        GMimeMultipart *alt = g_object_new(GMIME_TYPE_MULTIPART, NULL);
+        GMimeContentType *ctype = g_mime_content_type_new("multipart", "alternative");
+        g_mime_object_set_content_type(GMIME_OBJECT(alt), ctype);
+        g_object_unref(ctype);
+        c->plain = text_part("plain");
+        g_mime_multipart_add(alt, GMIME_OBJECT(c->plain));
+        g_object_unref(c->plain);
+        c->html = text_part("html");
+        g_mime_multipart_add(alt, GMIME_OBJECT(c->html));
+        g_object_unref(c->html);
+        c->body = GMIME_OBJECT(alt);
+    } else if (m->text) {
+        c->plain = text_part("plain");
+        c->body = GMIME_OBJECT(c->plain);
+    } else {
+        c->html = text_part("html");
+        c->body = GMIME_OBJECT(c->html);
+    }
+}
+
+/* m's MIME boundary into out (set up, reset first): derived from the key,
+ * so that retries are byte-identical; the "=-" prefix can never occur in
+ * quoted-printable or base64 text. Always "=-nudge-" and 24 hex digits. */
+static void
+boundary_of(const struct nudge_message *m, struct sbuf *out)
+{
+    char keybuf[32];
+    sbuf_free(out);
+    sbuf_adds(out, "=-nudge-");
+    add_hash_hex(out, "boundary:", id_key(m, keybuf, sizeof(keybuf)), 24);
+}
+
+/* Gives a multipart body the boundary, in GMime. */
+static void
+set_boundary(struct mime_cache *c, const char *boundary)
+{
+    const char *old;
+    if (!GMIME_IS_MULTIPART(c->body))
+        return;
+    old = g_mime_multipart_get_boundary(GMIME_MULTIPART(c->body));
+    if (!old || strcmp(old, boundary) != 0)
+        g_mime_multipart_set_boundary(GMIME_MULTIPART(c->body), boundary);
+}
+
+/*
+ * Header values of one message for write_direct that the cached GMime
+ * message does not carry: raw values (" value\n", as GMime formats them)
+ * by header name. Setting a value in GMime makes it parse the value back
+ * (an address list, a date, a Message-ID) and re-encode the body's
+ * Content-Type for a new boundary; for the direct writer the values are
+ * only written, so they are kept here and GMime's message is left alone.
+ */
+#define MIME_OVERRIDES 8
+struct overrides {
+    int n;
+    const char *name[MIME_OVERRIDES];
+    char *raw[MIME_OVERRIDES];
+};
+
+static void
+ov_add(struct overrides *o, const char *name, char *raw)
+{
+    if (o->n == MIME_OVERRIDES)
+        abort(); /* a programming error: more overridden headers than exist */
+    o->name[o->n] = name;
+    o->raw[o->n++] = raw;
+}
+
+static const char *
+ov_get(const struct overrides *o, const char *name)
+{
+    for (int i = 0; o && i < o->n; i++)
+        if (!strcmp(o->name[i], name))
+            return o->raw[i];
+    return NULL;
+}
+
+static void
+ov_free(struct overrides *o)
+{
+    for (int i = 0; i < o->n; i++)
+        free(o->raw[i]);
+    o->n = 0;
+}
+
+/*
+ * What update_message would set, as overrides where that is known without
+ * GMime's parser (see update_message for the formats); a To of a mailbox
+ * GMime must encode, and values GMime would trim, are set in the message
+ * the usual way instead. The cache's remembered values stay those of the
+ * GMime message.
+ */
+static void
+message_overrides(struct mime_cache *c, const struct nudge_message *m, const char *to_name,
+                  const char *subject, ntime_t date, GDateTime *dt, const char *id,
+                  const char *rule, const char *delivery, struct overrides *ov)
+{
+    GMimeObject *obj = GMIME_OBJECT(c->msg);
+    char *raw;
+
+    if (!same(c->to, m->to) || !same(c->to_name, to_name)) {
+        if (to_plain(to_name, m->to)) {
+            ov_add(ov, "To",
+                   to_name ? xasprintf(" %s <%s>\n", to_name, m->to) : xasprintf(" %s\n", m->to));
         } else {
-            c->html = text_part("html");
-            c->body = GMIME_OBJECT(c->html);
+            InternetAddressList *to = g_mime_message_get_addresses(c->msg, GMIME_ADDRESS_TYPE_TO);
+            InternetAddress *ia = internet_address_mailbox_new(to_name, m->to);
+            internet_address_list_set_address(to, 0, ia);
+            g_object_unref(ia);
+            remember(&c->to, m->to);
+            remember(&c->to_name, to_name);
         }
     }
-    if (GMIME_IS_MULTIPART(c->body)) {
-        /* A boundary derived from the key keeps retries byte-identical; the
-         * "=-" prefix can never occur in quoted-printable or base64 text. */
-        const char *old = g_mime_multipart_get_boundary(GMIME_MULTIPART(c->body));
-        sbuf_init(&boundary);
-        sbuf_adds(&boundary, "=-nudge-");
-        add_hash_hex(&boundary, "boundary:", id_key(m, keybuf, sizeof(keybuf)), 24);
-        if (!old || strcmp(old, boundary.s) != 0)
-            g_mime_multipart_set_boundary(GMIME_MULTIPART(c->body), boundary.s);
-        sbuf_free(&boundary);
+    if (!same(c->subject, subject)) {
+        if ((raw = unstructured_raw(obj, "Subject", subject, "utf-8"))) {
+            ov_add(ov, "Subject", raw);
+        } else {
+            g_mime_message_set_subject(c->msg, subject, "utf-8");
+            remember(&c->subject, subject);
+        }
     }
+    if (c->date != date) {
+        /* The dispatcher's clock for a whole batch: set once in GMime. */
+        char *s = g_mime_utils_header_format_date(dt);
+        header_set_raw(header_of(obj, "Date"), s);
+        g_free(s);
+        c->date = date;
+    }
+    ov_add(ov, "Message-Id", xasprintf(" <%s>\n", id));
+    if (m->marketing && m->unsubscribe_url)
+        ov_add(ov, "List-Unsubscribe", xasprintf(" <%s>\n", m->unsubscribe_url));
+    if (rule && !same(c->rule, rule)) {
+        if ((raw = unstructured_raw(obj, "X-Nudge-Rule", rule, "utf-8"))) {
+            ov_add(ov, "X-Nudge-Rule", raw);
+        } else {
+            g_mime_object_set_header(obj, "X-Nudge-Rule", rule, "utf-8");
+            remember(&c->rule, rule);
+        }
+    }
+    ov_add(ov, "X-Nudge-Delivery", xasprintf(" %s\n", delivery));
+}
+
+/* The body's Content-Type for a new boundary as an override: GMime's raw
+ * value with the old boundary replaced (both are "=-nudge-" and 24 hex
+ * digits, see boundary_of). False where that does not apply; the caller then
+ * sets the boundary in GMime. */
+static bool
+boundary_override(struct mime_cache *c, const char *boundary, struct overrides *ov)
+{
+    const char *old, *raw, *at;
+    char *copy;
+    if (!GMIME_IS_MULTIPART(c->body))
+        return true;
+    old = g_mime_multipart_get_boundary(GMIME_MULTIPART(c->body));
+    if (old && !strcmp(old, boundary))
+        return true;
+    raw = g_mime_header_get_raw_value(header_of(c->body, "Content-Type"));
+    if (!old || strlen(old) != strlen(boundary) || !raw || !(at = strstr(raw, old)) ||
+        strstr(at + 1, old))
+        return false;
+    copy = xstrdup(raw);
+    memcpy(copy + (at - raw), boundary, strlen(boundary));
+    ov_add(ov, "Content-Type", copy);
+    return true;
 }
 
 /* Hands the cache's canonical text to the GMime parts, for GMime's writer. */
@@ -821,23 +973,27 @@ put_crlf(struct sbuf *out, const char *s)
 }
 
 /* Appends obj's headers as GMime's writer gives them, "Name:" and the raw
- * value; the slots a GMimeMessage keeps for headers never set (Reply-To,
- * Cc, ...: no value, no raw value) are not written. False for a header with
- * a value but no raw value (GMime would format it as it writes). */
+ * value, or the value in ov for that name; the slots a GMimeMessage keeps
+ * for headers never set (Reply-To, Cc, ...: no value, no raw value) are not
+ * written. False for a header with a value but no raw value (GMime would
+ * format it as it writes). */
 static bool
-put_headers(struct sbuf *out, GMimeObject *obj)
+put_headers(struct sbuf *out, GMimeObject *obj, const struct overrides *ov)
 {
     GMimeHeaderList *list = g_mime_object_get_header_list(obj);
     int n = g_mime_header_list_get_count(list);
     for (int i = 0; i < n; i++) {
         GMimeHeader *h = g_mime_header_list_get_header_at(list, i);
-        const char *raw = g_mime_header_get_raw_value(h);
+        const char *name = g_mime_header_get_name(h);
+        const char *raw = ov_get(ov, name);
         size_t len;
+        if (!raw)
+            raw = g_mime_header_get_raw_value(h);
         if (!raw && !g_mime_header_get_value(h))
             continue;
         if (!raw || !(len = strlen(raw)) || raw[len - 1] != '\n')
             return false;
-        sbuf_adds(out, g_mime_header_get_name(h));
+        sbuf_adds(out, name);
         sbuf_addc(out, ':');
         put_crlf(out, raw);
     }
@@ -848,7 +1004,7 @@ put_headers(struct sbuf *out, GMimeObject *obj)
 static bool
 put_part(struct sbuf *out, GMimeTextPart *part, const struct sbuf *canon)
 {
-    if (!put_headers(out, GMIME_OBJECT(part)))
+    if (!put_headers(out, GMIME_OBJECT(part), NULL))
         return false;
     sbuf_add(out, "\r\n", 2);
     sbuf_add(out, canon->s, canon->len);
@@ -864,11 +1020,14 @@ put_part(struct sbuf *out, GMimeTextPart *part, const struct sbuf *canon)
  * taking GLib's process-wide signal lock as it goes; with one writer per
  * dispatch thread that was the largest part of composing. The output is
  * compared with GMime's own writer, byte for byte, in
- * tests/unit/test_email.c. False (out unspecified) where this does not
- * apply: an encoded part, or a header GMime would format as it writes.
+ * tests/unit/test_email.c. ov holds the message's header values GMime's
+ * message does not carry (message_overrides, boundary_override), boundary
+ * is the message's. False (out unspecified) where this does not apply: an
+ * encoded part, or a header GMime would format as it writes.
  */
 static bool
-write_direct(struct mime_cache *c, struct sbuf *out)
+write_direct(struct mime_cache *c, const struct overrides *ov, const char *boundary,
+             struct sbuf *out)
 {
     if (!c->seven_plain || !c->seven_html)
         return false;
@@ -878,7 +1037,7 @@ write_direct(struct mime_cache *c, struct sbuf *out)
         part_encoding(GMIME_PART(c->html), GMIME_CONTENT_ENCODING_7BIT);
     /* The headers are rarely more than 1.5 kB: one allocation. */
     sbuf_reserve(out, c->canon_plain.len + c->canon_html.len + 1536);
-    if (!put_headers(out, GMIME_OBJECT(c->msg)) || !put_headers(out, c->body))
+    if (!put_headers(out, GMIME_OBJECT(c->msg), ov) || !put_headers(out, c->body, ov))
         return false;
     sbuf_add(out, "\r\n", 2);
     if (!GMIME_IS_MULTIPART(c->body)) {
@@ -886,8 +1045,7 @@ write_direct(struct mime_cache *c, struct sbuf *out)
         sbuf_add(out, canon->s, canon->len);
         return true;
     }
-    const char *boundary = g_mime_multipart_get_boundary(GMIME_MULTIPART(c->body));
-    if (!boundary || g_mime_multipart_get_count(GMIME_MULTIPART(c->body)) != 2 ||
+    if (g_mime_multipart_get_count(GMIME_MULTIPART(c->body)) != 2 ||
         g_mime_multipart_get_prologue(GMIME_MULTIPART(c->body)) ||
         g_mime_multipart_get_epilogue(GMIME_MULTIPART(c->body)))
         return false;
@@ -918,11 +1076,14 @@ compose(struct mime_cache *cache, bool gmime_writer, const struct nudge_message 
     char idbuf[32];
     const char *domain;
     GDateTime *dt = NULL;
-    struct sbuf id;
+    struct sbuf id, boundary;
+    struct overrides ov = {0};
     unsigned shape;
+    bool direct;
     int rc = 0;
 
     sbuf_init(&id);
+    sbuf_init(&boundary);
     sbuf_free(out);
     if (!m || !out)
         return -EINVAL;
@@ -943,10 +1104,12 @@ compose(struct mime_cache *cache, bool gmime_writer, const struct nudge_message 
                       m->delivery_id);
         goto out;
     }
+    /* The canonical text first: an all-ASCII part needs no UTF-8 check. */
+    canon_body(cache, m);
     if ((rc = check_text("subject", m->subject, err)) < 0 ||
         (rc = check_text("recipient name", m->to_name, err)) < 0 ||
-        (rc = check_text("text part", m->text, err)) < 0 ||
-        (rc = check_text("html part", m->html, err)) < 0 ||
+        (rc = check_text("text part", cache->ascii_plain ? NULL : m->text, err)) < 0 ||
+        (rc = check_text("html part", cache->ascii_html ? NULL : m->html, err)) < 0 ||
         (rc = check_text("rule name", m->rule, err)) < 0)
         goto out;
     if (m->marketing && m->unsubscribe_url && !url_valid(m->unsubscribe_url)) {
@@ -984,8 +1147,14 @@ compose(struct mime_cache *cache, bool gmime_writer, const struct nudge_message 
     shape = (m->marketing ? MIME_HAS_MARKETING : 0) |
             (m->marketing && m->unsubscribe_url ? MIME_HAS_UNSUBSCRIBE : 0) |
             (m->rule ? MIME_HAS_RULE : 0);
+    /* Only 7bit messages can be written directly (write_direct). */
+    direct = !gmime_writer && cache->seven_plain && cache->seven_html;
+    boundary_of(m, &boundary);
     if (cache->msg && cache->shape == shape) {
-        update_message(cache, m, to_name, subject, date, dt, id.s, rule, idbuf);
+        if (direct)
+            message_overrides(cache, m, to_name, subject, date, dt, id.s, rule, idbuf, &ov);
+        else
+            update_message(cache, m, to_name, subject, date, dt, id.s, rule, idbuf);
     } else {
         cache_forget_message(cache);
         cache->msg = build_message(cache, m, to_name, subject, dt, id.s, rule, idbuf);
@@ -996,11 +1165,20 @@ compose(struct mime_cache *cache, bool gmime_writer, const struct nudge_message 
         cache->rule = rule ? xstrdup(rule) : NULL;
         cache->date = date;
     }
-    set_body(cache, m);
+    set_parts(cache, m);
+    if (!direct || !boundary_override(cache, boundary.s, &ov))
+        set_boundary(cache, boundary.s);
     attach_body(cache);
 
-    if (gmime_writer || !write_direct(cache, out)) {
+    if (!direct || !write_direct(cache, &ov, boundary.s, out)) {
         sbuf_free(out);
+        if (ov.n) {
+            /* The direct writer declined after all: GMime's message gets
+             * every value instead. */
+            ov_free(&ov);
+            update_message(cache, m, to_name, subject, date, dt, id.s, rule, idbuf);
+            set_boundary(cache, boundary.s);
+        }
         fill_parts(cache);
         rendered = g_mime_object_to_string(GMIME_OBJECT(cache->msg), mime_format);
         if (!rendered) {
@@ -1023,6 +1201,8 @@ out:
     free(subject);
     free(rule);
     sbuf_free(&id);
+    sbuf_free(&boundary);
+    ov_free(&ov);
     if (rc < 0)
         sbuf_free(out);
     return rc;

@@ -479,6 +479,15 @@ compose_refuses_bad_addresses_urls_and_empty_bodies(void **state)
     m.subject = "\xff\xfe broken";
     assert_int_equal(mime_compose_email(&m, FROM, NULL, t0(), &raw, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "UTF-8"));
+    m = sample(1, false);
+    m.text = "ok\nthen \xc3\x28 broken\n";
+    assert_int_equal(mime_compose_email(&m, FROM, NULL, t0(), &raw, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "text part is not valid UTF-8"));
+    m = sample(1, false);
+    m.text = "plain ASCII\n";
+    m.html = "<p>\xe4\xb8</p>";
+    assert_int_equal(mime_compose_email(&m, FROM, NULL, t0(), &raw, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "html part is not valid UTF-8"));
 
     m = sample(1, false);
     assert_int_equal(mime_compose_email(&m, "Shop <not an address>", NULL, t0(), &raw, &err),
