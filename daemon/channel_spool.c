@@ -72,7 +72,8 @@ spool_open(const char *channel, json_t *settings, void **state, struct nerr *err
         free(name);
         free(addr);
     }
-    if ((r = mkdir_p(s->dir, 0750)) < 0) {
+    /* A configuration check (nudged --check) creates nothing. */
+    if (!json_is_true(json_object_get(settings, "_check")) && (r = mkdir_p(s->dir, 0750)) < 0) {
         nerr_set(err, file, line, 0, "cannot create spool directory %s: %s", s->dir,
                  strerror(-r));
         free(s->from);

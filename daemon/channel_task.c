@@ -77,7 +77,8 @@ static int
 notifier_open(struct notifier *n, const char *transport, const char *channel, json_t *settings,
               json_t *task_settings, struct nerr *err)
 {
-    static const char *const notes[] = {"_file", "_line", "_spool_dir", "_database", NULL};
+    static const char *const notes[] = {"_file",     "_line",  "_spool_dir",
+                                        "_database", "_check", NULL};
     json_t *copy = json_deep_copy(settings);
     int rc;
     n->be = channel_backend_find(transport);
@@ -215,12 +216,15 @@ task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         return -EINVAL;
     }
     t = xcalloc(1, sizeof(*t));
-    if (sqlite3_open_v2(db, &t->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    /* A configuration check (nudged --check) needs no database. */
+    if (!json_is_true(json_object_get(settings, "_check")) &&
+        sqlite3_open_v2(db, &t->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         nerr_set(err, file, line, 0, "task transport: cannot open %s", db);
         task_close(t);
         return -EIO;
     }
-    sqlite3_busy_timeout(t->db, 10000);
+    if (t->db)
+        sqlite3_busy_timeout(t->db, 10000);
     json_array_foreach(staff, i, v)
     {
         if (!json_is_string(v)) {

@@ -112,6 +112,10 @@ json_t *daemon_reload(struct daemon *d);
 
 /* dispatch.c */
 int dispatch_open(struct daemon *d, struct nerr *err);
+/* Checks every channel's settings the way dispatch_open does, through each
+ * backend's own open() and close() with `_check` set (so nothing is
+ * created or connected): for nudged --check. */
+int dispatch_check(struct config *cfg, struct nerr *err);
 void dispatch_kick(struct daemon *d);
 void dispatch_close(struct daemon *d);
 

@@ -309,6 +309,60 @@ take_channel_limits(struct daemon *d, struct chan *c, struct nerr *err)
     return 0;
 }
 
+/* Sets up channel `name` in c from its mapping in nudge.yaml: the backend,
+ * the backend's copy of the settings with the daemon's annotations (and
+ * _check for a configuration check: no directory, database or connection is
+ * opened), the dispatch limits. */
+static int
+chan_setup(struct daemon *d, struct chan *c, const char *name, json_t *settings, bool check,
+           struct nerr *err)
+{
+    const char *transport = json_string_value(json_object_get(settings, "transport"));
+    const struct channel_backend *be = transport ? channel_backend_find(transport) : NULL;
+    bool carries = false;
+    if (!be) {
+        struct sbuf names;
+        sbuf_init(&names);
+        for (int i = 0; channel_backends[i]; i++)
+            sbuf_printf(&names, "%s%s", i ? ", " : "", channel_backends[i]->name);
+        nerr_set(err, d->cfg->file, (int)json_integer_value(json_object_get(settings, "_line")), 0,
+                 "unknown transport '%s' for channel %s", transport ? transport : "", name);
+        nerr_hint(err, "available transports: %s", names.s);
+        sbuf_free(&names);
+        return -EINVAL;
+    }
+    for (const char *const *ch = be->channels; *ch; ch++)
+        carries |= !strcmp(*ch, name);
+    if (!carries) {
+        nerr_set(err, d->cfg->file, (int)json_integer_value(json_object_get(settings, "_line")), 0,
+                 "the %s transport cannot carry the %s channel", transport, name);
+        return -EINVAL;
+    }
+    c->d = d;
+    c->name = xstrdup(name);
+    c->be = be;
+    c->settings = json_deep_copy(settings);
+    json_object_set_new(c->settings, "_spool_dir", json_string(d->cfg->spool_dir));
+    json_object_set_new(c->settings, "_database", json_string(d->cfg->database));
+    if (check)
+        json_object_set_new(c->settings, "_check", json_true());
+    /* The task transport may notify assignees over the email channel. */
+    if (!strcmp(transport, "task") && json_object_get(d->cfg->channels, "email"))
+        json_object_set_new(c->settings, "_email",
+                            json_deep_copy(json_object_get(d->cfg->channels, "email")));
+    c->nslots = (int)d->cfg->dispatch.concurrency;
+    if (!d->cfg->dispatch.concurrency_set && be->default_concurrency > 0)
+        c->nslots = be->default_concurrency;
+    c->batch = (int)d->cfg->dispatch.batch;
+    c->lifetime = d->cfg->dispatch.lifetime;
+    /* Per-channel dispatch settings are the dispatcher's, not the backend's. */
+    if (take_channel_limits(d, c, err) < 0)
+        return -EINVAL;
+    if (!strcmp(transport, "spool") || !strcmp(transport, "task"))
+        c->nslots = 1; /* local writes gain nothing from parallel sessions */
+    return 0;
+}
+
 int
 dispatch_open(struct daemon *d, struct nerr *err)
 {
@@ -316,59 +370,39 @@ dispatch_open(struct daemon *d, struct nerr *err)
     json_t *settings;
     json_object_foreach(d->cfg->channels, name, settings)
     {
-        const char *transport = json_string_value(json_object_get(settings, "transport"));
-        const struct channel_backend *be = transport ? channel_backend_find(transport) : NULL;
-        struct chan *c;
-        bool carries = false;
-        if (!be) {
-            struct sbuf names;
-            sbuf_init(&names);
-            for (int i = 0; channel_backends[i]; i++)
-                sbuf_printf(&names, "%s%s", i ? ", " : "", channel_backends[i]->name);
-            nerr_set(err, d->cfg->file, (int)json_integer_value(json_object_get(settings, "_line")),
-                     0, "unknown transport '%s' for channel %s", transport ? transport : "",
-                     name);
-            nerr_hint(err, "available transports: %s", names.s);
-            sbuf_free(&names);
+        struct chan *c = &d->chans[d->nchans++];
+        if (chan_setup(d, c, name, settings, false, err) < 0)
             return -EINVAL;
-        }
-        for (const char *const *ch = be->channels; *ch; ch++)
-            carries |= !strcmp(*ch, name);
-        if (!carries) {
-            nerr_set(err, d->cfg->file, (int)json_integer_value(json_object_get(settings, "_line")),
-                     0, "the %s transport cannot carry the %s channel", transport, name);
-            return -EINVAL;
-        }
-        c = &d->chans[d->nchans++];
-        c->d = d;
-        c->name = xstrdup(name);
-        c->be = be;
-        c->settings = json_deep_copy(settings);
-        json_object_set_new(c->settings, "_spool_dir", json_string(d->cfg->spool_dir));
-        json_object_set_new(c->settings, "_database", json_string(d->cfg->database));
-        /* The task transport may notify assignees over the email channel. */
-        if (!strcmp(transport, "task") && json_object_get(d->cfg->channels, "email"))
-            json_object_set_new(c->settings, "_email",
-                                json_deep_copy(json_object_get(d->cfg->channels, "email")));
-        c->nslots = (int)d->cfg->dispatch.concurrency;
-        if (!d->cfg->dispatch.concurrency_set && be->default_concurrency > 0)
-            c->nslots = be->default_concurrency;
-        c->batch = (int)d->cfg->dispatch.batch;
-        c->lifetime = d->cfg->dispatch.lifetime;
-        /* Per-channel dispatch settings are the dispatcher's, not the backend's. */
-        if (take_channel_limits(d, c, err) < 0)
-            return -EINVAL;
-        if (!strcmp(transport, "spool") || !strcmp(transport, "task"))
-            c->nslots = 1; /* local writes gain nothing from parallel sessions */
         c->slots = xcalloc((size_t)c->nslots, sizeof(*c->slots));
         for (int k = 0; k < c->nslots; k++) {
             struct slot *s = &c->slots[k];
             s->chan = c;
-            if (be->open(name, c->settings, &s->state, err) < 0)
+            if (c->be->open(name, c->settings, &s->state, err) < 0)
                 return -EINVAL;
             if (store_open(d->cfg->database, &s->st, err) < 0)
                 return -EIO;
         }
+    }
+    return 0;
+}
+
+int
+dispatch_check(struct config *cfg, struct nerr *err)
+{
+    struct daemon d = {.cfg = cfg};
+    const char *name;
+    json_t *settings;
+    json_object_foreach(cfg->channels, name, settings)
+    {
+        struct chan c = {0};
+        void *state = NULL;
+        int rc = chan_setup(&d, &c, name, settings, true, err);
+        if (rc == 0 && (rc = c.be->open(name, c.settings, &state, err)) == 0)
+            c.be->close(state);
+        free(c.name);
+        json_decref(c.settings);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

@@ -31,7 +31,7 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "  -c, --config FILE   configuration file (default /etc/nudge/nudge.yaml)\n"
-    "      --check         validate the configuration and rules, then exit\n"
+    "      --check         validate the configuration, channels and rules, then exit\n"
     "      --now TIME      start the clock at TIME (RFC 3339, e.g. 2027-02-03T10:00:00+08:00)\n"
     "      --frozen        keep the clock still; only `nudgectl advance` moves it\n"
     "  -v, --verbose       log debug messages\n"
@@ -310,15 +310,11 @@ check_only(const char *path)
         fputs(buf, stderr);
         goto out;
     }
-    for (const char *const *n = (const char *const[]){"email", "sms", "webhook", "task", NULL};
-         *n; n++) {
-        json_t *ch = json_object_get(cfg->channels, *n);
-        const char *t = json_string_value(json_object_get(ch, "transport"));
-        if (ch && (!t || !channel_backend_find(t))) {
-            fprintf(stderr, "%s: error: unknown transport '%s' for channel %s\n", path,
-                    t ? t : "", *n);
-            goto out;
-        }
+    /* Each channel's settings, checked by its backend as at start-up. */
+    if (dispatch_check(cfg, &err) < 0) {
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
+        goto out;
     }
     env.holidays = hs;
     if (ruleset_load(cfg->rules_dir, &env, &rs, &errors) < 0) {

@@ -6,7 +6,9 @@
 #   1. `nudged --check -c good.yaml` prints "configuration OK" and exits 0;
 #      broken nudge.yaml files (YAML syntax, unknown key, bad zone, bad
 #      duration, an unclosed flow sequence at the end of the file) and a
-#      broken rule exit 1 with FILE:LINE:COL, the source line and a caret.
+#      broken rule exit 1 with FILE:LINE:COL, the source line and a caret;
+#      a channel's transport settings (task notify, spool) are checked too,
+#      at the channel's line, and nothing (database, spool) is created.
 #   2. --help and --version of nudged and nudgectl, and `nudgectl COMMAND
 #      --help`, exit 0 without a daemon; usage errors exit 2.
 #   3. A running daemon's admin socket has mode 0660; `nudgectl status --json`
@@ -33,8 +35,38 @@ make_instance "$good" "$rules"
 run_cmd "$NUDGED" --check -c "$good/nudge.yaml"
 check_rc "nudged --check on a good nudge.yaml" 0 "$RC"
 check_contains "nudged --check says 'configuration OK'" "$OUT" "configuration OK"
-[ ! -e "$good/nudge.sock" ] && [ ! -e "$good/nudge.db" ]
-check_rc "nudged --check neither listens nor creates the database" 0 $?
+[ ! -e "$good/nudge.sock" ] && [ ! -e "$good/nudge.db" ] && [ ! -e "$good/spool" ]
+check_rc "nudged --check neither listens nor creates the database or the spool" 0 $?
+
+# Channel settings are checked by their own transports, as at start-up, and
+# reported at the channel's line of nudge.yaml; still nothing is created.
+chk=$E2E_TMP/chk
+make_instance "$chk" "$rules" UTC "  # the assignees' notices
+"
+sed -i 's|^  task: { transport: task, staff: \[alice, bob\] }$|  task: { transport: task, staff: [alice, bob], notify: { emial: { alice: alice@example.com } } }|' \
+	"$chk/nudge.yaml"
+task_line=$(grep -n '^  task:' "$chk/nudge.yaml" | cut -d: -f1)
+run_cmd "$NUDGED" --check -c "$chk/nudge.yaml"
+check_rc "--check rejects a misspelt key in channels.task.notify" 1 "$RC"
+check_contains "--check names the channel's line for a transport setting" "$ERR" \
+	"$chk/nudge.yaml:$task_line:"
+check_contains "--check says which key is wrong" "$ERR" "unknown key 'emial' in channels.task.notify"
+check_contains "--check suggests the right key" "$ERR" "did you mean 'email'"
+sed -i 's|notify: { emial: { alice: alice@example.com } }|notify: { email: { alice: alice@example.com }, webhook: { url: "ftp://crm.example/x" } }|' \
+	"$chk/nudge.yaml"
+run_cmd "$NUDGED" --check -c "$chk/nudge.yaml"
+check_rc "--check rejects a notify webhook without an http(s) url" 1 "$RC"
+check_contains "--check explains the notify webhook url" "$ERR" "needs a url (http:// or https://)"
+sed -i 's|, webhook: { url: "ftp://crm.example/x" }||; s|^  sms: { transport: spool }$|  sms: { transport: spool, colour: blue }|' \
+	"$chk/nudge.yaml"
+run_cmd "$NUDGED" --check -c "$chk/nudge.yaml"
+check_rc "--check rejects an unknown spool setting" 1 "$RC"
+check_contains "--check names the spool setting" "$ERR" "unknown setting 'colour' for the spool transport of sms"
+sed -i 's|, colour: blue||' "$chk/nudge.yaml"
+run_cmd "$NUDGED" --check -c "$chk/nudge.yaml"
+check_rc "--check accepts the mended channels" 0 "$RC"
+[ ! -e "$chk/nudge.db" ] && [ ! -e "$chk/spool" ]
+check_rc "--check of channels creates neither the database nor the spool" 0 $?
 
 # bad_config NAME LINES CONTENT: --check must exit 1 and locate the mistake
 # as NAME.yaml:LINE:COL (LINES: an ERE such as 3 or 2|3) with the source
