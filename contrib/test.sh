@@ -34,11 +34,11 @@ export NODE_PATH="/usr/share/nodejs:/usr/local/lib/nudge-node/node_modules"
 # seeded from the shipped rules and templates. FUZZ_SECONDS=0 skips it.
 fuzz_seconds=${FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
-    echo "test: fuzzing the rule loader, the audience parser and the template renderer (${fuzz_seconds}s each)"
+    echo "test: fuzzing the rule loader, the audience parser, the template renderer and the email composer (${fuzz_seconds}s each)"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DNUDGE_FUZZ=ON -DNUDGE_TESTS=OFF \
         >build-fuzz.cmake.log 2>&1 || { cat build-fuzz.cmake.log; exit 1; }
-    cmake --build build-fuzz -j "$jobs" --target fuzz_rules fuzz_audience fuzz_template >/dev/null
-    for t in fuzz_rules fuzz_audience fuzz_template; do
+    cmake --build build-fuzz -j "$jobs" --target fuzz_rules fuzz_audience fuzz_template fuzz_mime >/dev/null
+    for t in fuzz_rules fuzz_audience fuzz_template fuzz_mime; do
         corpus=$(mktemp -d)
         if ! NUDGE_SRC=$src build-fuzz/tests/fuzz/$t -max_total_time="$fuzz_seconds" -max_len=4096 \
             -print_final_stats=1 -artifact_prefix=build-fuzz/ "$corpus" "tests/fuzz/corpus/$t" >"build-fuzz/$t.log" 2>&1; then
