@@ -674,6 +674,17 @@ build_message(const struct mime_cache *c, const struct nudge_message *m, const c
     return msg;
 }
 
+/* Gives the cached message's To the mailbox name <addr> through GMime's
+ * address list (for a mailbox GMime must quote or encode). */
+static void
+set_to_mailbox(struct mime_cache *c, const char *name, const char *addr)
+{
+    InternetAddressList *to = g_mime_message_get_addresses(c->msg, GMIME_ADDRESS_TYPE_TO);
+    InternetAddress *ia = internet_address_mailbox_new(name, addr);
+    internet_address_list_set_address(to, 0, ia);
+    g_object_unref(ia);
+}
+
 /*
  * Rewrites the values of the cached message (of the same shape) for m; every
  * header keeps its place, so the result is what build_message would give.
@@ -702,10 +713,7 @@ update_message(struct mime_cache *c, const struct nudge_message *m, const char *
                 header_set_raw(header_of(obj, "To"), m->to);
             }
         } else {
-            InternetAddressList *to = g_mime_message_get_addresses(c->msg, GMIME_ADDRESS_TYPE_TO);
-            InternetAddress *ia = internet_address_mailbox_new(to_name, m->to);
-            internet_address_list_set_address(to, 0, ia);
-            g_object_unref(ia);
+            set_to_mailbox(c, to_name, m->to);
         }
         remember(&c->to, m->to);
         remember(&c->to_name, to_name);
@@ -875,10 +883,7 @@ message_overrides(struct mime_cache *c, const struct nudge_message *m, const cha
             ov_add(ov, "To",
                    to_name ? xasprintf(" %s <%s>\n", to_name, m->to) : xasprintf(" %s\n", m->to));
         } else {
-            InternetAddressList *to = g_mime_message_get_addresses(c->msg, GMIME_ADDRESS_TYPE_TO);
-            InternetAddress *ia = internet_address_mailbox_new(to_name, m->to);
-            internet_address_list_set_address(to, 0, ia);
-            g_object_unref(ia);
+            set_to_mailbox(c, to_name, m->to);
             remember(&c->to, m->to);
             remember(&c->to_name, to_name);
         }

@@ -118,7 +118,7 @@ run_nudged() {
 	t1=$(enqueued_at "$inst" "$N")
 	[ -n "$t1" ] || t1=$t0
 	sent=$(sqlite3 "$inst/nudge.db" "SELECT count(*) FROM deliveries WHERE state = 'sent'")
-	states=$(sqlite3 "$inst/nudge.db" "SELECT group_concat(state || '=' || n, ' ') FROM (SELECT state, count(*) n FROM deliveries GROUP BY state)")
+	states=$(outbox_states "$inst/nudge.db")
 	stop_nudged "$inst"
 	[ "$sent" = "$N" ] || echo "bench: warning: $sent of $N deliveries sent ($states)" >&2
 	[ $((m1 - m0)) = "$N" ] || echo "bench: warning: smtp-sink counted $((m1 - m0)) messages, expected $N" >&2

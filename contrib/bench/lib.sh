@@ -204,6 +204,11 @@ with open(out, "w", encoding="utf-8", newline="") as f:
 PY
 }
 
+# outbox_states DB: "pending=N sent=N ..." of a bench instance's outbox.
+outbox_states() {
+	sqlite3 "$1" "SELECT group_concat(state || '=' || n, ' ') FROM (SELECT state, count(*) n FROM deliveries GROUP BY state)"
+}
+
 # result NAME FIGURE: one line on stdout, one row in RESULTS.md.
 result() {
 	local name=$1 figure=$2 rev cmd="$BENCH_ENV$BENCH_CMD"
@@ -342,7 +347,7 @@ YAML
 	t1=$(enqueued_at "$inst" "$n")
 	[ -n "$t1" ] || t1=$t0
 	H_SENT=$(sqlite3 "$inst/nudge.db" "SELECT count(*) FROM deliveries WHERE state = 'sent'")
-	H_STATES=$(sqlite3 "$inst/nudge.db" "SELECT group_concat(state || '=' || n, ' ') FROM (SELECT state, count(*) n FROM deliveries GROUP BY state)")
+	H_STATES=$(outbox_states "$inst/nudge.db")
 	stop_nudged "$inst"
 	H_POSTS=$((p1 - p0))
 	[ "$H_SENT" = "$n" ] || echo "bench: warning: $H_SENT of $n deliveries sent ($H_STATES)" >&2
