@@ -176,6 +176,38 @@ schema1_database_migrates_with_data_intact(void **state)
     store_close(st);
 }
 
+/* Schema 5 drops deliveries_due: the outbox keeps its rows and the claim
+ * index that serves every query by state. */
+static void
+schema4_outbox_migrates_to_one_state_index(void **state)
+{
+    struct fixture *f = *state;
+    struct store *st = NULL;
+    struct nerr err;
+    nerr_clear(&err);
+    assert_int_equal(store_open_version(f->path, 4, &st, &err), 0);
+    assert_int_equal(store_exec(st, "INSERT INTO deliveries (rule, customer_id, occurrence,"
+                                    " channel, state, due_at, created_at, next_attempt_at) VALUES"
+                                    " ('r', 1, 'o1', 'email', 'pending', 10, 10, 10),"
+                                    " ('r', 2, 'o1', 'sms', 'sent', 10, 10, 10)"),
+                     0);
+    assert_int_equal(query_int(st, "SELECT count(*) FROM sqlite_master WHERE name ="
+                                   " 'deliveries_due'"),
+                     1);
+    store_close(st);
+    assert_int_equal(store_open(f->path, &st, &err), 0);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
+    assert_int_equal(query_int(st, "SELECT count(*) FROM sqlite_master WHERE name ="
+                                   " 'deliveries_due'"),
+                     0);
+    assert_int_equal(query_int(st, "SELECT count(*) FROM sqlite_master WHERE name ="
+                                   " 'deliveries_claim'"),
+                     1);
+    assert_int_equal(query_int(st, "SELECT count(*) FROM deliveries WHERE state = 'pending'"), 1);
+    assert_int_equal(query_int(st, "SELECT count(*) FROM deliveries"), 2);
+    store_close(st);
+}
+
 static void
 newer_schema_is_refused_with_a_clear_error(void **state)
 {
@@ -240,6 +272,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(fresh_database_has_current_schema_and_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(schema1_database_migrates_with_data_intact, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(schema4_outbox_migrates_to_one_state_index, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused_with_a_clear_error, setup,
                                         teardown),
