@@ -8,6 +8,11 @@
  * canonicalised to CRLF before encoding as RFC 2045 asks of text, and the
  * List-Unsubscribe URL is written raw because GMime folds long unstructured
  * headers into RFC 2047 words, which no mail client would read as a URL.
+ *
+ * Two writers give the same bytes: a message whose parts are all 7bit is
+ * written directly from GMime's formatted header values and the canonical
+ * text (write_direct), any other by GMime's own writer. The unit tests and
+ * tests/fuzz/fuzz_mime.c hold the first to the second, byte for byte.
  */
 #include "mime.h"
 

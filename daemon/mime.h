@@ -1,6 +1,8 @@
 /*
  * mime.h: turns a rendered struct nudge_message into a complete RFC 5322
- * message (GMime does the RFC 2047 and MIME work).
+ * message (GMime formats every header value, with RFC 2047 where needed, and
+ * encodes the parts; 7bit messages are assembled from those values directly,
+ * see mime.c).
  *
  * Line endings: the composed message always uses CRLF. That is the canonical
  * form of RFC 5322 and what SMTP puts on the wire; libESMTP recognises a line
