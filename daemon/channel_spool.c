@@ -72,8 +72,13 @@ spool_open(const char *channel, json_t *settings, void **state, struct nerr *err
         free(name);
         free(addr);
     }
-    /* A configuration check (nudged --check) creates nothing. */
-    if (!json_is_true(json_object_get(settings, "_check")) && (r = mkdir_p(s->dir, 0750)) < 0) {
+    /* A configuration check (nudged --check) creates nothing, but finds
+     * what would stop mkdir_p. */
+    if (json_is_true(json_object_get(settings, "_check")))
+        r = mkdir_p_check(s->dir);
+    else
+        r = mkdir_p(s->dir, 0750);
+    if (r < 0) {
         nerr_set(err, file, line, 0, "cannot create spool directory %s: %s", s->dir,
                  strerror(-r));
         free(s->from);

@@ -412,7 +412,8 @@ dispatch_close(struct daemon *d)
 {
     for (int i = 0; i < d->nchans; i++) {
         struct chan *c = &d->chans[i];
-        for (int k = 0; k < c->nslots; k++) {
+        /* A channel whose set-up failed has no slots yet. */
+        for (int k = 0; c->slots && k < c->nslots; k++) {
             if (c->slots[k].state)
                 c->be->close(c->slots[k].state);
             store_close(c->slots[k].st);

@@ -310,15 +310,15 @@ check_only(const char *path)
         fputs(buf, stderr);
         goto out;
     }
-    /* Each channel's settings, checked by its backend as at start-up. */
-    if (dispatch_check(cfg, &err) < 0) {
-        nerr_format(&err, buf, sizeof(buf));
-        fputs(buf, stderr);
-        goto out;
-    }
     env.holidays = hs;
     if (ruleset_load(cfg->rules_dir, &env, &rs, &errors) < 0) {
         fputs(errors, stderr);
+        goto out;
+    }
+    /* Then each channel's settings, checked by its backend: start-up's order. */
+    if (dispatch_check(cfg, &err) < 0) {
+        nerr_format(&err, buf, sizeof(buf));
+        fputs(buf, stderr);
         goto out;
     }
     printf("configuration OK (%zu rule%s in %s)\n", rs->n, rs->n == 1 ? "" : "s", cfg->rules_dir);

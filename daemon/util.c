@@ -386,6 +386,36 @@ out:
 }
 
 int
+mkdir_p_check(const char *path)
+{
+    char *p = xstrdup(path);
+    struct stat sb;
+    int r;
+    for (;;) {
+        char *slash;
+        if (stat(p, &sb) == 0) {
+            r = !S_ISDIR(sb.st_mode) ? -ENOTDIR : access(p, W_OK | X_OK) < 0 ? -errno : 0;
+            break;
+        }
+        if (errno != ENOENT) {
+            r = -errno; /* ENOTDIR: a file where a directory would have to be */
+            break;
+        }
+        /* Missing: mkdir_p would create it in its parent. */
+        if (!(slash = strrchr(p, '/'))) {
+            r = access(".", W_OK | X_OK) < 0 ? -errno : 0;
+            break;
+        }
+        if (slash == p)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    free(p);
+    return r;
+}
+
+int
 edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

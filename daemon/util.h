@@ -78,6 +78,10 @@ int read_file(const char *path, char **out, size_t *len);
 int write_file_atomic(const char *path, const char *data, size_t len);
 /* mkdir -p */
 int mkdir_p(const char *path, unsigned mode);
+/* Whether mkdir_p(path) could succeed, creating nothing: path is a writable
+ * directory, or its nearest existing ancestor is. 0 or -errno (ENOTDIR,
+ * EACCES, ...), for a configuration check. */
+int mkdir_p_check(const char *path);
 
 /* Levenshtein distance, for "did you mean". */
 int edit_distance(const char *a, const char *b);

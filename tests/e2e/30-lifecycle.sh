@@ -8,7 +8,9 @@
 #      duration, an unclosed flow sequence at the end of the file) and a
 #      broken rule exit 1 with FILE:LINE:COL, the source line and a caret;
 #      a channel's transport settings (task notify, spool) are checked too,
-#      at the channel's line, and nothing (database, spool) is created.
+#      at the channel's line, and nothing (database, spool) is created; a
+#      spool directory that cannot be created fails the check, and a bad
+#      per-channel limit stops start-up with its reason (exit 1).
 #   2. --help and --version of nudged and nudgectl, and `nudgectl COMMAND
 #      --help`, exit 0 without a daemon; usage errors exit 2.
 #   3. A running daemon's admin socket has mode 0660; `nudgectl status --json`
@@ -67,6 +69,23 @@ run_cmd "$NUDGED" --check -c "$chk/nudge.yaml"
 check_rc "--check accepts the mended channels" 0 "$RC"
 [ ! -e "$chk/nudge.db" ] && [ ! -e "$chk/spool" ]
 check_rc "--check of channels creates neither the database nor the spool" 0 $?
+# A spool directory that could not be created (a file where a directory must
+# be) fails the check as it would fail start-up.
+: >"$chk/notadir"
+sed -i "s|^  webhook: { transport: spool }\$|  webhook: { transport: spool, dir: $chk/notadir/webhook }|" "$chk/nudge.yaml"
+run_cmd "$NUDGED" --check -c "$chk/nudge.yaml"
+check_rc "--check rejects a spool directory under a file" 1 "$RC"
+check_contains "--check says the spool directory cannot be created" "$ERR" \
+	"cannot create spool directory $chk/notadir/webhook: Not a directory"
+sed -i "s|, dir: $chk/notadir/webhook||" "$chk/nudge.yaml"
+# A bad per-channel dispatch limit stops start-up with the reason, cleanly.
+sed -i 's|^  sms: { transport: spool }$|  sms: { transport: spool, batch: 0 }|' "$chk/nudge.yaml"
+run_cmd timeout 20 "$NUDGED" -c "$chk/nudge.yaml" --now 2027-01-01T00:00:00Z --frozen
+check_rc "nudged refuses to start with channels.sms.batch 0 (exit 1, no crash)" 1 "$RC"
+check_contains "nudged says which limit is wrong" "$ERR" "channels.sms.batch must be 1 to 10000"
+check_not_contains "nudged's refusal is not a crash" "$ERR" "Sanitizer"
+check_not_contains "nudged's refusal does no undefined behaviour" "$ERR" "runtime error"
+sed -i 's|, batch: 0||' "$chk/nudge.yaml"
 
 # bad_config NAME LINES CONTENT: --check must exit 1 and locate the mistake
 # as NAME.yaml:LINE:COL (LINES: an ERE such as 3 or 2|3) with the source
