@@ -236,8 +236,12 @@ outbox_counts(struct store *st)
     sqlite3_stmt *s;
     for (int i = 0; states[i]; i++)
         json_object_set_new(o, states[i], json_integer(0));
-    if (sqlite3_prepare_v2(st->db, "SELECT state, count(*) FROM deliveries GROUP BY state", -1, &s,
-                           NULL) != SQLITE_OK)
+    /* Grouped by channel first, in deliveries_claim's order (channel, state,
+     * ...): no sort of the whole outbox into a temporary tree. */
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT state, sum(n) FROM (SELECT channel, state, count(*) n FROM"
+                           " deliveries GROUP BY channel, state) GROUP BY state",
+                           -1, &s, NULL) != SQLITE_OK)
         return o;
     while (sqlite3_step(s) == SQLITE_ROW)
         json_object_set_new(o, (const char *)sqlite3_column_text(s, 0),
@@ -297,16 +301,20 @@ outbox_retry(struct store *st, int64_t id, ntime_t now)
 {
     sqlite3_stmt *s;
     int rc;
-    /* A manual retry gets a fresh lifetime: created_at moves to now. */
+    /* A manual retry gets a fresh lifetime: created_at moves to now. One row
+     * is found by its id (an OR with the retry-all case would scan the
+     * outbox for it). */
     if (sqlite3_prepare_v2(st->db,
-                           "UPDATE deliveries SET state = 'retry', next_attempt_at = ?1,"
-                           " created_at = ?1, attempts = 0"
-                           " WHERE (?2 < 0 AND state = 'dead') OR (id = ?2 AND state IN"
-                           " ('dead', 'retry'))",
+                           id < 0 ? "UPDATE deliveries SET state = 'retry', next_attempt_at = ?1,"
+                                    " created_at = ?1, attempts = 0 WHERE state = 'dead'"
+                                  : "UPDATE deliveries SET state = 'retry', next_attempt_at = ?1,"
+                                    " created_at = ?1, attempts = 0"
+                                    " WHERE id = ?2 AND state IN ('dead', 'retry')",
                            -1, &s, NULL) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_int64(s, 1, now);
-    sqlite3_bind_int64(s, 2, id);
+    if (id >= 0)
+        sqlite3_bind_int64(s, 2, id);
     rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE)

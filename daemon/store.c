@@ -112,7 +112,7 @@ static const char *const migrations[] = {
      * every query by state (outbox.c); keeping a second index of the state
      * cost each claim and each result two more index updates, about a
      * third of the outbox's statement time in contrib/bench/email.sh. */
-    "DROP INDEX deliveries_due;",
+    "DROP INDEX IF EXISTS deliveries_due;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
