@@ -838,6 +838,7 @@ set_boundary(struct mime_cache *c, const char *boundary)
 #define MIME_OVERRIDES 8
 struct overrides {
     int n;
+    int used; /* overrides put_headers found a header for */
     const char *name[MIME_OVERRIDES];
     char *raw[MIME_OVERRIDES];
 };
@@ -852,11 +853,13 @@ ov_add(struct overrides *o, const char *name, char *raw)
 }
 
 static const char *
-ov_get(const struct overrides *o, const char *name)
+ov_get(struct overrides *o, const char *name)
 {
     for (int i = 0; o && i < o->n; i++)
-        if (!strcmp(o->name[i], name))
+        if (!strcmp(o->name[i], name)) {
+            o->used++;
             return o->raw[i];
+        }
     return NULL;
 }
 
@@ -988,7 +991,7 @@ put_crlf(struct sbuf *out, const char *s)
  * written. False for a header with a value but no raw value (GMime would
  * format it as it writes). */
 static bool
-put_headers(struct sbuf *out, GMimeObject *obj, const struct overrides *ov)
+put_headers(struct sbuf *out, GMimeObject *obj, struct overrides *ov)
 {
     GMimeHeaderList *list = g_mime_object_get_header_list(obj);
     int n = g_mime_header_list_get_count(list);
@@ -1036,8 +1039,7 @@ put_part(struct sbuf *out, GMimeTextPart *part, const struct sbuf *canon)
  * encoded part, or a header GMime would format as it writes.
  */
 static bool
-write_direct(struct mime_cache *c, const struct overrides *ov, const char *boundary,
-             struct sbuf *out)
+write_direct(struct mime_cache *c, struct overrides *ov, const char *boundary, struct sbuf *out)
 {
     if (!c->seven_plain || !c->seven_html)
         return false;
@@ -1047,7 +1049,12 @@ write_direct(struct mime_cache *c, const struct overrides *ov, const char *bound
         part_encoding(GMIME_PART(c->html), GMIME_CONTENT_ENCODING_7BIT);
     /* The headers are rarely more than 1.5 kB: one allocation. */
     sbuf_reserve(out, c->canon_plain.len + c->canon_html.len + 1536);
+    ov->used = 0;
     if (!put_headers(out, GMIME_OBJECT(c->msg), ov) || !put_headers(out, c->body, ov))
+        return false;
+    /* Every override replaced a header (a name GMime spelt otherwise would
+     * leave the old value in place): else GMime's writer does it. */
+    if (ov->used != ov->n)
         return false;
     sbuf_add(out, "\r\n", 2);
     if (!GMIME_IS_MULTIPART(c->body)) {
