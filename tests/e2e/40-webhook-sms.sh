@@ -58,14 +58,8 @@ printf '%s\n' "$CHANNEL_SECRET" >"$E2E_TMP/channel.secret"
 
 inst=$E2E_TMP/inst
 mkdir -p "$inst"
-cat >"$inst/nudge.yaml" <<YAML
-# written by tests/e2e/40-webhook-sms.sh
-database: $inst/nudge.db
-rules: $rules
-calendars: $NUDGE_SRC/calendars
-timezone: Asia/Shanghai
-admin_socket: $inst/nudge.sock
-spool_dir: $inst/spool
+config_head "$inst" "$rules" Asia/Shanghai >"$inst/nudge.yaml"
+cat >>"$inst/nudge.yaml" <<YAML
 channels:
   email: { transport: spool, from: "Shop <shop@example.com>" }
   webhook:

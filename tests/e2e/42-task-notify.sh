@@ -58,14 +58,8 @@ cp "$NUDGE_SRC/rules/monthly-callback.yaml" "$rules/"
 printf '%s\n' "$SECRET" >"$E2E_TMP/tasks.whsec"
 inst=$E2E_TMP/inst
 mkdir -p "$inst"
-cat >"$inst/nudge.yaml" <<YAML
-# written by tests/e2e/42-task-notify.sh
-database: $inst/nudge.db
-rules: $rules
-calendars: $NUDGE_SRC/calendars
-timezone: UTC
-admin_socket: $inst/nudge.sock
-spool_dir: $inst/spool
+config_head "$inst" "$rules" UTC >"$inst/nudge.yaml"
+cat >>"$inst/nudge.yaml" <<YAML
 channels:
   email:
     transport: smtp

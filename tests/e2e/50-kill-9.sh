@@ -104,14 +104,8 @@ printf '%s\n' "$SECRET" >"$E2E_TMP/hook.secret"
 
 inst=$E2E_TMP/inst
 mkdir -p "$inst"
-cat >"$inst/nudge.yaml" <<YAML
-# written by tests/e2e/50-kill-9.sh
-database: $inst/nudge.db
-rules: $rules
-calendars: $NUDGE_SRC/calendars
-timezone: UTC
-admin_socket: $inst/nudge.sock
-spool_dir: $inst/spool
+config_head "$inst" "$rules" UTC >"$inst/nudge.yaml"
+cat >>"$inst/nudge.yaml" <<YAML
 catch_up: 24h
 dispatch: { batch: $BATCH, concurrency: $CONCURRENCY, lease: ${LEASE}s }
 channels:

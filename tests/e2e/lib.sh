@@ -196,17 +196,25 @@ has_caret_line() {
 
 # make_instance DIR RULES_DIR [TIMEZONE [EXTRA_YAML]]: a nudge.yaml in DIR
 # with every path absolute, spool transports and the source tree's calendars.
+# config_head DIR RULES [TZ]: the lines every test instance's nudge.yaml
+# starts with (database, socket and spool in DIR); the caller adds the rest.
+config_head() {
+	cat <<YAML
+# written by tests/e2e/$E2E_NAME
+database: $1/nudge.db
+rules: $2
+calendars: $NUDGE_SRC/calendars
+timezone: ${3:-UTC}
+admin_socket: $1/nudge.sock
+spool_dir: $1/spool
+YAML
+}
+
 make_instance() {
 	local dir=$1 rules=$2 tz=${3:-UTC} extra=${4:-}
 	mkdir -p "$dir"
-	cat >"$dir/nudge.yaml" <<YAML
-# written by tests/e2e/lib.sh
-database: $dir/nudge.db
-rules: $rules
-calendars: $NUDGE_SRC/calendars
-timezone: $tz
-admin_socket: $dir/nudge.sock
-spool_dir: $dir/spool
+	config_head "$dir" "$rules" "$tz" >"$dir/nudge.yaml"
+	cat >>"$dir/nudge.yaml" <<YAML
 channels:
   email: { transport: spool, from: "Shop <shop@example.com>" }
   sms: { transport: spool }
