@@ -108,9 +108,9 @@ job_work(uv_work_t *w)
             continue;
         }
         held[i].rs = render_delivery(&env, &ds[i], c->be->needs_payload, &rd[i], why, sizeof(why));
-        if (held[i].rs != RENDER_OK)
+        if (held[i].rs != RENDER_OK) {
             held[i].why = xstrdup(why);
-        if (held[i].rs == RENDER_OK) {
+        } else {
             rd[i].msg.date = s->now;
             msgs[nmsg] = rd[i].msg;
             idx[nmsg++] = i;

@@ -1166,7 +1166,8 @@ compose(struct mime_cache *cache, bool gmime_writer, const struct nudge_message 
             (m->rule ? MIME_HAS_RULE : 0);
     /* Only 7bit messages can be written directly (write_direct). */
     direct = !gmime_writer && cache->seven_plain && cache->seven_html;
-    boundary_of(m, &boundary);
+    if (m->text && m->html) /* only a multipart body has a boundary */
+        boundary_of(m, &boundary);
     if (cache->msg && cache->shape == shape) {
         if (direct)
             message_overrides(cache, m, to_name, subject, date, dt, id.s, rule, idbuf, &ov);
