@@ -600,13 +600,13 @@ list_row(void *ud, const struct eval_row *row)
                                                                        : "id"));
             if (a->kind == ACT_WEBHOOK)
                 json_object_set_new(o, "to", json_string(a->url));
-            if (a->subject && (s = render_tmpl(a->subject, ctx, false, L->renv.rs->dir, why, sizeof(why))))
+            if (a->subject && (s = render_tmpl(a->subject, ctx, false, row->rule, why, sizeof(why))))
                 json_object_set_new(o, "subject", json_string(s)), free(s);
-            if (a->text && (s = render_tmpl(a->text, ctx, false, L->renv.rs->dir, why, sizeof(why))))
+            if (a->text && (s = render_tmpl(a->text, ctx, false, row->rule, why, sizeof(why))))
                 json_object_set_new(o, "text", json_string(s)), free(s);
-            if (a->html && (s = render_tmpl(a->html, ctx, true, L->renv.rs->dir, why, sizeof(why))))
+            if (a->html && (s = render_tmpl(a->html, ctx, true, row->rule, why, sizeof(why))))
                 json_object_set_new(o, "html", json_string(s)), free(s);
-            if (a->note && (s = render_tmpl(a->note, ctx, false, L->renv.rs->dir, why, sizeof(why))))
+            if (a->note && (s = render_tmpl(a->note, ctx, false, row->rule, why, sizeof(why))))
                 json_object_set_new(o, "note", json_string(s)), free(s);
             json_decref(ctx);
         }

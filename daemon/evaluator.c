@@ -13,6 +13,7 @@
 #include "calendar.h"
 #include "config.h"
 #include "log.h"
+#include "store_snapshot.h"
 
 /* The SQL expression holding a date field's text, and whether it needs the
  * attribute path bound as a parameter. */
@@ -106,6 +107,7 @@ struct win {
     void *ud;
     struct eval_stats *stats;
     struct idset *members; /* entered triggers */
+    int64_t *snapshot;     /* the rule's rule_snapshots id once written, else 0 */
 };
 
 static void
@@ -266,7 +268,31 @@ prepare_holds(struct evaluator *ev, const struct audience *a, sqlite3_stmt **s)
 
 static const char insert_delivery[] =
     "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action, channel, due_at,"
-    " created_at, next_attempt_at, marketing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " created_at, next_attempt_at, marketing, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/*
+ * The rule's snapshot, written (or found by its hash) the first time the
+ * window enqueues anything, in the same transaction as the rows that refer
+ * to it. Each delivery carries only its id: the content is stored once per
+ * rule version, not once per row (store_snapshot.h says why).
+ */
+static int
+win_snapshot(struct win *w)
+{
+    if (*w->snapshot || !w->r->snapshot)
+        return 0;
+    return store_snapshot_put(w->ev->st, w->r->snapshot_hash, w->r->name, w->r->snapshot, w->now,
+                              w->snapshot);
+}
+
+static void
+bind_snapshot(const struct win *w, sqlite3_stmt *s, int idx)
+{
+    if (*w->snapshot)
+        sqlite3_bind_int64(s, idx, *w->snapshot);
+    else
+        sqlite3_bind_null(s, idx);
+}
 
 static void
 bind_delivery(struct win *w, const struct fire *f, sqlite3_stmt *s, int64_t customer, size_t a)
@@ -280,6 +306,7 @@ bind_delivery(struct win *w, const struct fire *f, sqlite3_stmt *s, int64_t cust
     sqlite3_bind_int64(s, 7, w->now);
     sqlite3_bind_int64(s, 8, f->at);
     sqlite3_bind_int(s, 9, w->r->marketing);
+    bind_snapshot(w, s, 10);
 }
 
 /* Emits one listed row per action of the rule. */
@@ -332,7 +359,7 @@ on_fire_entered(struct win *w, const struct fire *f, const char *today)
         }
     }
     if (!w->cb &&
-        (prepare(w->ev, insert_delivery, &ins) < 0 ||
+        (win_snapshot(w) < 0 || prepare(w->ev, insert_delivery, &ins) < 0 ||
          prepare(w->ev, "INSERT OR IGNORE INTO rule_members (rule, customer_id, since)"
                         " VALUES (?, ?, ?)", &join) < 0 ||
          prepare(w->ev, "DELETE FROM rule_members WHERE rule = ? AND customer_id = ?", &leave) <
@@ -596,11 +623,13 @@ on_fire(void *ud, const struct fire *f)
         rc = rc == SQLITE_DONE ? 0 : -EIO;
         goto out;
     }
+    if ((rc = win_snapshot(w)) < 0)
+        goto out;
     for (size_t a = 0; a < r->nactions; a++) {
         q.len = 0;
         sbuf_adds(&q, "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action,"
-                      " channel, due_at, created_at, next_attempt_at, marketing)"
-                      " SELECT ?, c.id, ?, ?, ?, ?, ?, ?, ?");
+                      " channel, due_at, created_at, next_attempt_at, marketing, snapshot)"
+                      " SELECT ?, c.id, ?, ?, ?, ?, ?, ?, ?, ?");
         where_sql(w, f, &q, true, nlunar);
         if ((rc = prepare(w->ev, q.s, &s)) < 0)
             goto out;
@@ -612,7 +641,8 @@ on_fire(void *ud, const struct fire *f)
         sqlite3_bind_int64(s, 6, w->now);
         sqlite3_bind_int64(s, 7, f->at);
         sqlite3_bind_int(s, 8, r->marketing);
-        if ((idx = where_bind(w, f, s, 9, true, lunar, nlunar, today)) < 0) {
+        bind_snapshot(w, s, 9);
+        if ((idx = where_bind(w, f, s, 10, true, lunar, nlunar, today)) < 0) {
             rc = idx;
             goto out;
         }
@@ -663,6 +693,7 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
     char **z = NULL;
     size_t nz = 0;
     int rc;
+    int64_t snapshot = 0;
     struct idset members = {NULL, 0, 0};
     if (r->trigger.kind == TRIG_ENTERED) {
         /* Who is inside the condition already. Listing works on this copy
@@ -678,7 +709,7 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
     if ((rc = zones(ev, &z, &nz)) < 0)
         return rc;
     for (size_t i = 0; i < nz && rc >= 0; i++) {
-        struct win w = {ev, r, z[i], now, cb, ud, stats, &members};
+        struct win w = {ev, r, z[i], now, cb, ud, stats, &members, &snapshot};
         if (!cal_zone_valid(z[i])) {
             log_warn("eval", "customers with unknown time zone '%s' are skipped", z[i]);
             continue;
@@ -694,6 +725,29 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
     free(z);
     idset_free(&members);
     return rc < 0 ? rc : 0;
+}
+
+/*
+ * Removes rule snapshots no deliverable row refers to any more. It scans the
+ * deliveries once, so it runs after a rule set was (re)loaded, when versions
+ * are replaced, and otherwise at most once a day: a replaced version's
+ * snapshot goes once its last row is settled and a day has passed.
+ */
+static void
+snapshots_gc(struct evaluator *ev, const struct ruleset *rs, ntime_t now)
+{
+    static _Atomic uint64_t done_version;
+    static _Atomic ntime_t done_at;
+    long removed = 0;
+    if (rs->version == atomic_load(&done_version) && now >= atomic_load(&done_at) &&
+        now - atomic_load(&done_at) < 86400)
+        return;
+    if (store_snapshot_gc(ev->st, &removed) < 0)
+        return;
+    atomic_store(&done_version, rs->version);
+    atomic_store(&done_at, now);
+    if (removed)
+        log_info("eval", "removed %ld rule snapshot(s) no queued delivery refers to", removed);
 }
 
 int
@@ -744,5 +798,6 @@ evaluate_due(struct evaluator *ev, const struct ruleset *rs, ntime_t now, int64_
         if (store_commit(ev->st) < 0)
             return -EIO;
     }
+    snapshots_gc(ev, rs, now);
     return 0;
 }

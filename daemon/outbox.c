@@ -48,7 +48,7 @@ outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, 
         "     ORDER BY next_attempt_at, id LIMIT ?4)"
         "  ) ORDER BY t, id LIMIT ?4)"
         " RETURNING id, rule, customer_id, occurrence, action, channel, attempts, due_at,"
-        " created_at";
+        " created_at, coalesce(snapshot, 0)";
     sqlite3_stmt *s;
     struct delivery *d = NULL;
     size_t k = 0;
@@ -74,6 +74,7 @@ outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, 
         d[k].attempts = sqlite3_column_int(s, 6);
         d[k].due_at = sqlite3_column_int64(s, 7);
         d[k].created_at = sqlite3_column_int64(s, 8);
+        d[k].snapshot = sqlite3_column_int64(s, 9);
         k++;
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {

@@ -27,6 +27,7 @@ struct delivery {
     int attempts; /* including the current one */
     ntime_t due_at;
     ntime_t created_at;
+    int64_t snapshot; /* rule_snapshots.id the row is sent from; 0: none (before schema 7) */
 };
 
 void delivery_clear(struct delivery *d);

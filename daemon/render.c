@@ -1,5 +1,12 @@
 /*
  * render.c: the template context and the last checks before a send.
+ *
+ * A delivery is rendered from the rule snapshot it was enqueued with
+ * (store_snapshot.h), never from the rule set loaded now: a reload, an
+ * edited, reordered or deleted rule, or an edited partial changes what is
+ * enqueued afterwards, not what is queued. Rows enqueued before schema 7
+ * have no snapshot and are rendered from the loaded rule set as before, with
+ * one guard for both: a row whose channel is not its action's is refused.
  */
 #include "render.h"
 
@@ -17,6 +24,7 @@
 #include "config.h"
 #include "log.h"
 #include "policy.h"
+#include "store_snapshot.h"
 #include "template.h"
 
 /*
@@ -313,15 +321,15 @@ render_add_rule_context(json_t *ctx, const struct render_env *env, const struct 
 }
 
 char *
-render_tmpl(const struct tmpl *t, json_t *ctx, bool html, const char *partials_dir, char *why,
+render_tmpl(const struct tmpl *t, json_t *ctx, bool html, const struct rule *r, char *why,
             size_t whylen)
 {
     struct sbuf out;
     struct nerr err;
     sbuf_init(&out);
     err.msg[0] = '\0'; /* tmpl_render sets it on failure (nerr_clear is a 2 kB memset) */
-    if (tmpl_render(t, ctx, html ? TMPL_ESCAPE_HTML : 0, partials_dir ? tmpl_partials_from_dir : NULL,
-                    (void *)partials_dir, &out, &err) < 0) {
+    if (tmpl_render(t, ctx, html ? TMPL_ESCAPE_HTML : 0, r ? rule_partial : NULL, (void *)r, &out,
+                    &err) < 0) {
         snprintf(why, whylen, "template: %s", err.msg);
         sbuf_free(&out);
         return NULL;
@@ -337,9 +345,119 @@ keep(struct rendered *r, char *s)
     return s;
 }
 
+/* ---- snapshots ------------------------------------------------------------
+ *
+ * Decoded snapshots (a rule with compiled templates and partials) are kept
+ * in a small process-wide cache shared by the dispatcher's threads, so a
+ * batch compiles a rule version once, not once per row. Ids are unique per
+ * database (AUTOINCREMENT), so the key is the database path and the id. A
+ * rendered message points into its rule (name, channel), so it holds a
+ * reference until rendered_free.
+ */
+struct snap_entry {
+    char *db;
+    int64_t id;
+    struct rule *rule;
+    int refs; /* the cache's own, plus one per rendered message using it */
+    uint64_t used;
+    struct snap_entry *next;
+};
+
+#define SNAP_CACHE_MAX 64
+
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snap_entry *snap_cache;
+static size_t snap_count;
+static uint64_t snap_clock;
+
+static void
+snap_entry_free(struct snap_entry *e)
+{
+    rule_free(e->rule);
+    free(e->db);
+    free(e);
+}
+
+static void
+snap_release(struct snap_entry *e)
+{
+    bool last;
+    if (!e)
+        return;
+    pthread_mutex_lock(&snap_lock);
+    last = --e->refs == 0;
+    pthread_mutex_unlock(&snap_lock);
+    if (last)
+        snap_entry_free(e);
+}
+
+/* The decoded snapshot id of st's database, with a reference for the
+ * caller; NULL with why filled if it is missing or unreadable. */
+static struct snap_entry *
+snap_acquire(struct store *st, int64_t id, char *why, size_t whylen)
+{
+    struct snap_entry *e, **pp, *lru = NULL;
+    struct rule *r = NULL;
+    char *body = NULL;
+    size_t len = 0;
+    int rc;
+
+    pthread_mutex_lock(&snap_lock);
+    for (e = snap_cache; e; e = e->next)
+        if (e->id == id && !strcmp(e->db, st->path))
+            break;
+    if (e) {
+        e->refs++;
+        e->used = ++snap_clock;
+    }
+    pthread_mutex_unlock(&snap_lock);
+    if (e)
+        return e;
+
+    if ((rc = store_snapshot_get(st, id, &body, &len)) < 0) {
+        snprintf(why, whylen, rc == -ENOENT ? "rule snapshot %lld is missing from the database"
+                                            : "cannot read rule snapshot %lld",
+                 (long long)id);
+        return NULL;
+    }
+    rc = rule_snapshot_decode(body, len, &r, why, whylen);
+    free(body);
+    if (rc < 0)
+        return NULL;
+    e = xcalloc(1, sizeof(*e));
+    e->db = xstrdup(st->path);
+    e->id = id;
+    e->rule = r;
+    e->refs = 2;
+
+    pthread_mutex_lock(&snap_lock);
+    e->used = ++snap_clock;
+    e->next = snap_cache;
+    snap_cache = e;
+    snap_count++;
+    /* Over the limit: drop the least recently used entry (a message still
+     * using it keeps it alive through its reference). */
+    if (snap_count > SNAP_CACHE_MAX) {
+        for (struct snap_entry *x = snap_cache->next; x; x = x->next)
+            if (!lru || x->used < lru->used)
+                lru = x;
+        for (pp = &snap_cache; *pp != lru; pp = &(*pp)->next)
+            ;
+        *pp = lru->next;
+        snap_count--;
+        if (--lru->refs > 0)
+            lru = NULL;
+    }
+    pthread_mutex_unlock(&snap_lock);
+    if (lru)
+        snap_entry_free(lru);
+    return e;
+}
+
 void
 rendered_free(struct rendered *r)
 {
+    snap_release(r->snap);
     for (int i = 0; i < r->nstrs; i++)
         free(r->strs[i]);
     json_decref(r->ctx);
@@ -404,18 +522,40 @@ enum render_status
 render_delivery(const struct render_env *env, const struct delivery *d, bool payload,
                 struct rendered *out, char *why, size_t whylen)
 {
-    const struct rule *r = ruleset_find(env->rs, d->rule);
+    const struct rule *r;
     const struct action *a;
     struct nudge_message *m = &out->msg;
     const char *to = NULL, *name;
     char *s;
 
     memset(out, 0, sizeof(*out));
-    if (!r || d->action < 0 || (size_t)d->action >= r->nactions) {
-        snprintf(why, whylen, "rule '%s' (action %d) is no longer loaded", d->rule, d->action);
-        return RENDER_SKIP;
+    if (d->snapshot) {
+        /* As enqueued: whatever the rule files say now. */
+        if (!(out->snap = snap_acquire(env->st, d->snapshot, why, whylen)))
+            return RENDER_FAIL;
+        r = out->snap->rule;
+        if (d->action < 0 || (size_t)d->action >= r->nactions || strcmp(r->name, d->rule) != 0) {
+            snprintf(why, whylen, "rule snapshot %lld of '%s' has no action %d for this delivery",
+                     (long long)d->snapshot, r->name, d->action);
+            return RENDER_FAIL;
+        }
+    } else {
+        /* Enqueued before snapshots existed: the rule as loaded now. */
+        r = ruleset_find(env->rs, d->rule);
+        if (!r || d->action < 0 || (size_t)d->action >= r->nactions) {
+            snprintf(why, whylen, "rule '%s' (action %d) is no longer loaded", d->rule,
+                     d->action);
+            return RENDER_SKIP;
+        }
     }
     a = &r->actions[d->action];
+    if (d->channel && strcmp(a->channel, d->channel) != 0) {
+        /* Never hand one channel's message to another's backend. */
+        snprintf(why, whylen, "delivery is queued for the %s channel but action %d of rule '%s'"
+                              " is a %s action; not sent (was the rule changed after it was"
+                              " enqueued?)", d->channel, d->action, r->name, a->channel);
+        return RENDER_FAIL;
+    }
     out->ctx = render_customer_context(env->st, d->customer_id);
     if (!out->ctx) {
         snprintf(why, whylen, "customer %lld no longer exists", (long long)d->customer_id);
@@ -473,7 +613,7 @@ render_delivery(const struct render_env *env, const struct delivery *d, bool pay
     m->unsubscribe_url = json_string_value(json_object_get(out->ctx, "unsubscribe_url"));
 
     if (a->subject) {
-        if (!(s = render_tmpl(a->subject, out->ctx, false, env->rs->dir, why, whylen)))
+        if (!(s = render_tmpl(a->subject, out->ctx, false, r, why, whylen)))
             return RENDER_FAIL;
         /* A subject is one line: drop the file's final newline, fold the rest. */
         for (size_t n = strlen(s); n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'); n--)
@@ -484,17 +624,17 @@ render_delivery(const struct render_env *env, const struct delivery *d, bool pay
         m->subject = keep(out, s);
     }
     if (a->text) {
-        if (!(s = render_tmpl(a->text, out->ctx, false, env->rs->dir, why, whylen)))
+        if (!(s = render_tmpl(a->text, out->ctx, false, r, why, whylen)))
             return RENDER_FAIL;
         m->text = keep(out, s);
     }
     if (a->html) {
-        if (!(s = render_tmpl(a->html, out->ctx, true, env->rs->dir, why, whylen)))
+        if (!(s = render_tmpl(a->html, out->ctx, true, r, why, whylen)))
             return RENDER_FAIL;
         m->html = keep(out, s);
     }
     if (a->note) {
-        if (!(s = render_tmpl(a->note, out->ctx, false, env->rs->dir, why, whylen)))
+        if (!(s = render_tmpl(a->note, out->ctx, false, r, why, whylen)))
             return RENDER_FAIL;
         m->text = keep(out, s);
     }

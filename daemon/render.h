@@ -27,6 +27,8 @@ struct render_env {
     ntime_t now;
 };
 
+struct snap_entry;
+
 enum render_status {
     RENDER_OK,       /* msg is ready to send */
     RENDER_SKIP,     /* nothing to send (rule removed, no address): state skipped */
@@ -41,7 +43,8 @@ struct rendered {
     json_t *ctx;
     char *strs[12];
     int nstrs;
-    ntime_t defer_until; /* RENDER_DEFER */
+    ntime_t defer_until;    /* RENDER_DEFER */
+    struct snap_entry *snap; /* the rule snapshot msg points into (render.c) */
 };
 
 /* payload: build msg.payload (for a backend with needs_payload), else leave
@@ -56,10 +59,10 @@ json_t *render_customer_context(struct store *st, int64_t customer_id);
 void render_add_rule_context(json_t *ctx, const struct render_env *env, const struct rule *r,
                              const char *occurrence, const char *channel, ntime_t fire_at);
 /* Renders a template to a malloc'd string, or NULL with why filled.
- * Partials ({{> name}}) come from partials_dir/name.mustache (the rules
- * directory), or render empty when partials_dir is NULL. */
-char *render_tmpl(const struct tmpl *t, json_t *ctx, bool html, const char *partials_dir,
-                  char *why, size_t whylen);
+ * Partials ({{> name}}) are the ones rule r loaded with its templates (the
+ * rules directory is not read), or render empty when r is NULL. */
+char *render_tmpl(const struct tmpl *t, json_t *ctx, bool html, const struct rule *r, char *why,
+                  size_t whylen);
 
 /* Loads or creates the installation secret (hex). */
 int render_secret(struct store *st, char **out);

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,7 +39,7 @@ static const char *const template_vars[] = {
     "coupon", "code", "percent_off", "amount_off", "expires", "unsubscribe_url", "rule",
     "occurrence", "today", "customer", "channel", "delivery_id", NULL};
 
-static void
+void
 rule_free(struct rule *r)
 {
     if (!r)
@@ -63,8 +64,18 @@ rule_free(struct rule *r)
         free(a->task_kind);
         free(a->assign);
         tmpl_free(a->note);
+        free(a->src.subject);
+        free(a->src.text);
+        free(a->src.html);
+        free(a->src.note);
     }
     free(r->actions);
+    for (size_t i = 0; i < r->npartials; i++) {
+        free(r->partials[i].name);
+        free(r->partials[i].src);
+    }
+    free(r->partials);
+    free(r->snapshot);
     free(r);
 }
 
@@ -208,6 +219,8 @@ struct loader {
     struct ydoc *doc;
     struct nerr *err;
     EVP_MD_CTX *md;
+    struct rule *rule;  /* the rule being loaded: where partials go */
+    bool err_elsewhere; /* err is located in a partial's file, not the template */
 };
 
 static int
@@ -480,14 +493,105 @@ check_var(void *ud, const char *name, int line, int col)
                               "are available");
 }
 
+/* ---- partials ---------------------------------------------------------------
+ *
+ * Every partial a template includes is read and compiled when the rule is
+ * loaded, and kept in the rule (and so in its snapshot): a missing or broken
+ * partial is a load error located at the {{> name}} tag, and rendering never
+ * reads the rules directory, so editing a partial changes what is enqueued
+ * after the next reload and never what is already queued.
+ */
+
+struct partial_scan {
+    struct loader *L;
+    const char *path; /* the template holding the tags */
+    const char *text;
+    size_t len;
+    bool is_partial; /* the tags are in a partial's file (not the rule's template) */
+    int bad;
+};
+
+static int load_partial(struct loader *L, const char *name, const struct partial_scan *from,
+                        int line, int col);
+
+static void
+scan_partial(void *ud, const char *name, int line, int col)
+{
+    struct partial_scan *ps = ud;
+    if (!ps->bad && load_partial(ps->L, name, ps, line, col) < 0)
+        ps->bad = 1;
+}
+
+/* Reads, compiles and keeps partial NAME (and the partials it includes)
+ * unless the rule has it already. */
+static int
+load_partial(struct loader *L, const char *name, const struct partial_scan *from, int line,
+             int col)
+{
+    struct rule *r = L->rule;
+    struct tmpl *t = NULL;
+    char *path, *text = NULL;
+    size_t len = 0, at;
+    int rc;
+
+    for (size_t i = 0; i < r->npartials; i++)
+        if (!strcmp(r->partials[i].name, name))
+            return 0;
+    if (!name[0] || name[0] == '.' || strchr(name, '/')) {
+        nerr_set(L->err, from->path, line, col, "partial name '%s' is not a plain name", name);
+        nerr_source(L->err, from->text, from->len);
+        nerr_hint(L->err, "partials are files NAME.mustache in the rules directory; a name "
+                          "cannot be empty, contain '/' or start with '.'");
+        L->err_elsewhere = from->is_partial;
+        return -EINVAL;
+    }
+    path = xasprintf("%s/%s.mustache", L->dir, name);
+    if ((rc = read_file(path, &text, &len)) < 0) {
+        nerr_set(L->err, from->path, line, col, "partial '%s': cannot read %s: %s", name, path,
+                 strerror(-rc));
+        nerr_source(L->err, from->text, from->len);
+        nerr_hint(L->err, "create %s, or remove the {{> %s}} tag", path, name);
+        L->err_elsewhere = from->is_partial;
+        free(path);
+        return -EINVAL;
+    }
+    if (tmpl_compile(path, text, len, &t, L->err) < 0) {
+        L->err_elsewhere = true;
+        free(text);
+        free(path);
+        return -EINVAL;
+    }
+    EVP_DigestUpdate(L->md, text, len);
+    /* Kept sorted by name, so that the snapshot is the same whatever order
+     * the templates include them in. */
+    for (at = 0; at < r->npartials && strcmp(r->partials[at].name, name) < 0; at++)
+        ;
+    r->partials = xrealloc(r->partials, (r->npartials + 1) * sizeof(*r->partials));
+    memmove(&r->partials[at + 1], &r->partials[at], (r->npartials - at) * sizeof(*r->partials));
+    r->partials[at] = (struct partial){xstrdup(name), text, len};
+    r->npartials++;
+    {
+        /* The partial's own text stays valid: the rule owns it now. */
+        struct partial_scan ps = {L, path, r->partials[at].src, len, true, 0};
+        tmpl_foreach_partial(t, scan_partial, &ps);
+        rc = ps.bad ? -EINVAL : 0;
+    }
+    tmpl_free(t);
+    free(path);
+    return rc;
+}
+
 static int
 compile_tmpl(struct loader *L, const char *path, const char *text, size_t len, struct tmpl **out)
 {
     struct var_check vc = {L, path, text, len, 0};
+    struct partial_scan ps = {L, path, text, len, false, 0};
     if (tmpl_compile(path, text, len, out, L->err) < 0)
         return -EINVAL;
     tmpl_foreach_name(*out, check_var, &vc);
-    if (vc.bad) {
+    if (!vc.bad)
+        tmpl_foreach_partial(*out, scan_partial, &ps);
+    if (vc.bad || ps.bad) {
         tmpl_free(*out);
         *out = NULL;
         return -EINVAL;
@@ -496,10 +600,20 @@ compile_tmpl(struct loader *L, const char *path, const char *text, size_t len, s
     return 0;
 }
 
+/* A copy of a template's source for the rule's snapshot. */
+static void
+keep_src(const char *text, size_t len, char **src, size_t *srclen)
+{
+    *src = xmalloc(len + 1);
+    memcpy(*src, text, len);
+    (*src)[len] = '\0';
+    *srclen = len;
+}
+
 /* Loads DIR/NAME.EXT; a missing optional file leaves *out NULL. */
 static int
 load_tmpl_file(struct loader *L, const struct ynode *where, const char *name, const char *ext,
-               bool required, struct tmpl **out)
+               bool required, struct tmpl **out, char **src, size_t *srclen)
 {
     char *path = xasprintf("%s/%s.%s", L->dir, name, ext), *text = NULL;
     size_t len;
@@ -515,6 +629,8 @@ load_tmpl_file(struct loader *L, const struct ynode *where, const char *name, co
         goto out;
     }
     r = compile_tmpl(L, path, text, len, out);
+    if (r == 0)
+        keep_src(text, len, src, srclen);
 out:
     free(text);
     free(path);
@@ -522,14 +638,18 @@ out:
 }
 
 static int
-inline_tmpl(struct loader *L, const struct ynode *n, const char *what, struct tmpl **out)
+inline_tmpl(struct loader *L, const struct ynode *n, const char *what, struct tmpl **out,
+            char **src, size_t *srclen)
 {
     const char *s;
     int r;
     if (yget_str(L->doc, n, what, &s, L->err) < 0)
         return -EINVAL;
+    L->err_elsewhere = false;
     r = compile_tmpl(L, L->doc->file, s, strlen(s), out);
-    if (r < 0 && L->err->line > 0) {
+    if (r == 0)
+        keep_src(s, strlen(s), src, srclen);
+    if (r < 0 && L->err->line > 0 && !L->err_elsewhere) {
         /* Point into the rule file: the template starts at the scalar. */
         if (L->err->line == 1)
             L->err->col += n->col - 1 + (n->plain ? 0 : 1);
@@ -593,16 +713,17 @@ parse_action(struct loader *L, struct rule *r, const struct ynode *n, struct act
         if (!*s || strchr(s, '/') || s[0] == '.')
             return yerr(L->doc, v, L->err, "template names are plain words like 'birthday'");
         a->template_name = xstrdup(s);
-        if (load_tmpl_file(L, v, s, "subject", true, &a->subject) < 0 ||
-            load_tmpl_file(L, v, s, "txt", true, &a->text) < 0 ||
-            load_tmpl_file(L, v, s, "html", false, &a->html) < 0)
+        if (load_tmpl_file(L, v, s, "subject", true, &a->subject, &a->src.subject,
+                           &a->src.subject_len) < 0 ||
+            load_tmpl_file(L, v, s, "txt", true, &a->text, &a->src.text, &a->src.text_len) < 0 ||
+            load_tmpl_file(L, v, s, "html", false, &a->html, &a->src.html, &a->src.html_len) < 0)
             return -EINVAL;
         break;
     case ACT_SMS:
         if (ymap_check_keys(L->doc, body, "sms action", sms_keys, L->err) < 0)
             return -EINVAL;
         if ((v = ymap_get(body, "text"))) {
-            if (inline_tmpl(L, v, "text", &a->text) < 0)
+            if (inline_tmpl(L, v, "text", &a->text, &a->src.text, &a->src.text_len) < 0)
                 return -EINVAL;
         } else if ((v = ymap_get(body, "template"))) {
             if (yget_str(L->doc, v, "template", &s, L->err) < 0)
@@ -610,7 +731,7 @@ parse_action(struct loader *L, struct rule *r, const struct ynode *n, struct act
             if (strchr(s, '/') || s[0] == '.')
                 return yerr(L->doc, v, L->err, "template names are plain words like 'offer'");
             a->template_name = xstrdup(s);
-            if (load_tmpl_file(L, v, s, "sms", true, &a->text) < 0)
+            if (load_tmpl_file(L, v, s, "sms", true, &a->text, &a->src.text, &a->src.text_len) < 0)
                 return -EINVAL;
         } else {
             return yerr(L->doc, body, L->err, "the sms action needs text or a template"),
@@ -656,7 +777,8 @@ parse_action(struct loader *L, struct rule *r, const struct ynode *n, struct act
         if ((v = ymap_get(body, "due_in")) &&
             yget_duration(L->doc, v, "due_in", &a->due_in, L->err) < 0)
             return -EINVAL;
-        if ((v = ymap_get(body, "note")) && inline_tmpl(L, v, "note", &a->note) < 0)
+        if ((v = ymap_get(body, "note")) &&
+            inline_tmpl(L, v, "note", &a->note, &a->src.note, &a->src.note_len) < 0)
             return -EINVAL;
         break;
     }
@@ -702,6 +824,219 @@ parse_coupon(struct loader *L, struct rule *r, const struct ynode *n)
     return 0;
 }
 
+/* ---- snapshots ----------------------------------------------------------------
+ *
+ * A rule's snapshot is what its deliveries need to be sent as they were
+ * enqueued: name, category, coupon settings, and each action with its
+ * template sources, plus the partials, as JSON with sorted keys (so equal
+ * content gives equal bytes and equal hashes). Trigger and audience decide
+ * who gets a delivery, not what it says, so they are left out: changing an
+ * audience alone does not make a new snapshot.
+ */
+
+static const char *const action_kinds[] = {"email", "sms", "webhook", "task", NULL};
+
+static void
+set_src(json_t *o, const char *key, const char *src, size_t len)
+{
+    if (src)
+        json_object_set_new(o, key, json_stringn(src, len));
+}
+
+static void
+snapshot_encode(struct rule *r)
+{
+    json_t *root = json_object(), *acts = json_array(), *parts = json_object();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    json_object_set_new(root, "format", json_integer(1));
+    json_object_set_new(root, "name", json_string(r->name));
+    json_object_set_new(root, "category", json_string(r->marketing ? "marketing" : "care"));
+    if (r->coupon.enabled) {
+        json_t *c = json_object();
+        json_object_set_new(c, "percent_off", json_integer(r->coupon.percent_off));
+        json_object_set_new(c, "amount_off_cents", json_integer(r->coupon.amount_off_cents));
+        json_object_set_new(c, "valid_days", json_integer(r->coupon.valid_days));
+        if (r->coupon.prefix)
+            json_object_set_new(c, "prefix", json_string(r->coupon.prefix));
+        json_object_set_new(root, "coupon", c);
+    }
+    for (size_t i = 0; i < r->nactions; i++) {
+        const struct action *a = &r->actions[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "kind", json_string(action_kinds[a->kind]));
+        if (a->template_name)
+            json_object_set_new(o, "template", json_string(a->template_name));
+        set_src(o, "subject", a->src.subject, a->src.subject_len);
+        set_src(o, "text", a->src.text, a->src.text_len);
+        set_src(o, "html", a->src.html, a->src.html_len);
+        set_src(o, "note", a->src.note, a->src.note_len);
+        if (a->url)
+            json_object_set_new(o, "url", json_string(a->url));
+        if (a->secret_file)
+            json_object_set_new(o, "secret_file", json_string(a->secret_file));
+        if (a->kind == ACT_TASK) {
+            json_object_set_new(o, "task_kind", json_string(a->task_kind));
+            json_object_set_new(o, "assign", json_string(a->assign));
+            json_object_set_new(o, "due_in", json_integer(a->due_in));
+        }
+        json_array_append_new(acts, o);
+    }
+    json_object_set_new(root, "actions", acts);
+    for (size_t i = 0; i < r->npartials; i++)
+        json_object_set_new(parts, r->partials[i].name,
+                            json_stringn(r->partials[i].src, r->partials[i].len));
+    json_object_set_new(root, "partials", parts);
+    r->snapshot = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    json_decref(root);
+    if (!r->snapshot)
+        abort(); /* jansson fails here only without memory */
+    EVP_Digest(r->snapshot, strlen(r->snapshot), md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < mdlen && i < 32; i++)
+        snprintf(r->snapshot_hash + 2 * i, 3, "%02x", md[i]);
+}
+
+int
+rule_partial(void *ud, const char *name, char **text, size_t *len)
+{
+    const struct rule *r = ud;
+    for (size_t i = 0; i < r->npartials; i++) {
+        if (!strcmp(r->partials[i].name, name)) {
+            *text = xmalloc(r->partials[i].len + 1);
+            memcpy(*text, r->partials[i].src, r->partials[i].len);
+            (*text)[r->partials[i].len] = '\0';
+            *len = r->partials[i].len;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* Compiles the template source at key of o, if present, keeping the source. */
+static int
+decode_tmpl(const json_t *o, const char *key, const char *rule, struct tmpl **t, char **src,
+            size_t *srclen, char *why, size_t whylen)
+{
+    const json_t *v = json_object_get(o, key);
+    struct nerr err;
+    char *name;
+    int rc;
+    if (!v)
+        return 0;
+    if (!json_is_string(v)) {
+        snprintf(why, whylen, "snapshot of rule '%s': %s is not a string", rule, key);
+        return -EINVAL;
+    }
+    keep_src(json_string_value(v), json_string_length(v), src, srclen);
+    name = xasprintf("snapshot of %s (%s)", rule, key);
+    err.msg[0] = '\0';
+    rc = tmpl_compile(name, *src, *srclen, t, &err);
+    free(name);
+    if (rc < 0) {
+        snprintf(why, whylen, "snapshot of rule '%s': %s: %s", rule, key, err.msg);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static char *
+dup_str(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? xstrdup(s) : NULL;
+}
+
+int
+rule_snapshot_decode(const char *body, size_t len, struct rule **out, char *why, size_t whylen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr), *acts, *parts, *v;
+    struct rule *r = NULL;
+    const char *key;
+    int rc = -EINVAL;
+
+    if (!json_is_object(root) || json_integer_value(json_object_get(root, "format")) != 1 ||
+        !json_is_string(json_object_get(root, "name")) ||
+        !json_is_array(acts = json_object_get(root, "actions")) ||
+        !json_is_object(parts = json_object_get(root, "partials"))) {
+        snprintf(why, whylen, "rule snapshot is not in a format this nudged reads%s%s",
+                 root ? "" : ": ", root ? "" : jerr.text);
+        goto out;
+    }
+    r = xcalloc(1, sizeof(*r));
+    r->name = dup_str(root, "name");
+    key = json_string_value(json_object_get(root, "category"));
+    r->marketing = !key || strcmp(key, "care") != 0;
+    if ((v = json_object_get(root, "coupon"))) {
+        r->coupon.enabled = true;
+        r->coupon.percent_off = (int)json_integer_value(json_object_get(v, "percent_off"));
+        r->coupon.amount_off_cents = json_integer_value(json_object_get(v, "amount_off_cents"));
+        r->coupon.valid_days = (int)json_integer_value(json_object_get(v, "valid_days"));
+        r->coupon.prefix = dup_str(v, "prefix");
+    }
+    r->actions = xcalloc(json_array_size(acts) ? json_array_size(acts) : 1, sizeof(*r->actions));
+    for (size_t i = 0; i < json_array_size(acts); i++) {
+        const json_t *o = json_array_get(acts, i);
+        struct action *a = &r->actions[i];
+        const char *kind = json_string_value(json_object_get(o, "kind"));
+        int k = -1;
+        r->nactions = i + 1;
+        for (int j = 0; kind && action_kinds[j]; j++)
+            if (!strcmp(action_kinds[j], kind))
+                k = j;
+        if (k < 0) {
+            snprintf(why, whylen, "snapshot of rule '%s': action %zu has unknown kind '%s'",
+                     r->name, i, kind ? kind : "");
+            goto out;
+        }
+        a->kind = (enum action_kind)k;
+        a->channel = action_kinds[k];
+        a->template_name = dup_str(o, "template");
+        a->url = dup_str(o, "url");
+        a->secret_file = dup_str(o, "secret_file");
+        a->task_kind = dup_str(o, "task_kind");
+        a->assign = dup_str(o, "assign");
+        a->due_in = json_integer_value(json_object_get(o, "due_in"));
+        if (decode_tmpl(o, "subject", r->name, &a->subject, &a->src.subject, &a->src.subject_len,
+                        why, whylen) < 0 ||
+            decode_tmpl(o, "text", r->name, &a->text, &a->src.text, &a->src.text_len, why,
+                        whylen) < 0 ||
+            decode_tmpl(o, "html", r->name, &a->html, &a->src.html, &a->src.html_len, why,
+                        whylen) < 0 ||
+            decode_tmpl(o, "note", r->name, &a->note, &a->src.note, &a->src.note_len, why,
+                        whylen) < 0)
+            goto out;
+        if ((a->kind == ACT_EMAIL && (!a->subject || !a->text)) ||
+            (a->kind == ACT_SMS && !a->text) || (a->kind == ACT_WEBHOOK && !a->url) ||
+            (a->kind == ACT_TASK && (!a->task_kind || !a->assign))) {
+            snprintf(why, whylen, "snapshot of rule '%s': %s action %zu is incomplete", r->name,
+                     a->channel, i);
+            goto out;
+        }
+    }
+    r->partials = xcalloc(json_object_size(parts) ? json_object_size(parts) : 1,
+                          sizeof(*r->partials));
+    json_object_foreach(parts, key, v)
+    {
+        struct partial *p = &r->partials[r->npartials];
+        if (!json_is_string(v)) {
+            snprintf(why, whylen, "snapshot of rule '%s': partial '%s' is not a string", r->name,
+                     key);
+            goto out;
+        }
+        p->name = xstrdup(key);
+        keep_src(json_string_value(v), json_string_length(v), &p->src, &p->len);
+        r->npartials++;
+    }
+    *out = r;
+    r = NULL;
+    rc = 0;
+out:
+    json_decref(root);
+    rule_free(r);
+    return rc;
+}
+
 static int
 load_rule(struct loader *L, const char *path, struct rule **out)
 {
@@ -715,6 +1050,7 @@ load_rule(struct loader *L, const char *path, struct rule **out)
     int rc = -EINVAL;
 
     L->md = EVP_MD_CTX_new();
+    L->rule = r;
     EVP_DigestInit_ex(L->md, EVP_sha256(), NULL);
     if (ydoc_load_file(path, &L->doc, L->err) < 0)
         goto out;
@@ -789,12 +1125,14 @@ load_rule(struct loader *L, const char *path, struct rule **out)
     EVP_DigestFinal_ex(L->md, md, &mdlen);
     for (unsigned i = 0; i < mdlen && i < 32; i++)
         snprintf(r->digest + 2 * i, 3, "%02x", md[i]);
+    snapshot_encode(r);
     *out = r;
     r = NULL;
     rc = 0;
 out:
     EVP_MD_CTX_free(L->md);
     L->md = NULL;
+    L->rule = NULL;
     ydoc_free(L->doc);
     L->doc = NULL;
     rule_free(r);
@@ -843,7 +1181,7 @@ ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out,
     rs->rules = xcalloc(nn ? nn : 1, sizeof(*rs->rules));
     for (size_t i = 0; i < nn; i++) {
         struct nerr err;
-        struct loader L = {dir, env, NULL, &err, NULL};
+        struct loader L = {dir, env, NULL, &err, NULL, NULL, false};
         struct rule *r = NULL;
         char buf[4096];
         nerr_clear(&err);

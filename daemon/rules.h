@@ -69,6 +69,20 @@ struct action {
     char *assign;         /* task: "owner" or "round-robin" */
     int64_t due_in;       /* task: seconds */
     struct tmpl *note;    /* task note */
+    /* The source text each template above was compiled from, kept for the
+     * rule's snapshot (rule_snapshot_*): NULL where the template is. */
+    struct {
+        char *subject, *text, *html, *note;
+        size_t subject_len, text_len, html_len, note_len;
+    } src;
+};
+
+/* A partial template ({{> name}}), read from DIR/name.mustache when the rule
+ * was loaded: rendering never reads the rules directory. */
+struct partial {
+    char *name;
+    char *src;
+    size_t len;
 };
 
 struct coupon {
@@ -92,6 +106,15 @@ struct rule {
     struct action *actions;
     size_t nactions;
     char digest[65]; /* SHA-256 of the rule file and its templates, to report changes */
+    /* Every partial the templates include, directly or through another
+     * partial, sorted by name. */
+    struct partial *partials;
+    size_t npartials;
+    /* What a delivery needs to be sent as it was enqueued (name, category,
+     * coupon, actions with their template sources, partials) as canonical
+     * JSON, and its SHA-256: the key of its row in rule_snapshots. */
+    char *snapshot;
+    char snapshot_hash[65];
 };
 
 struct ruleset {
@@ -117,6 +140,24 @@ int ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **
 struct ruleset *ruleset_ref(struct ruleset *rs);
 void ruleset_unref(struct ruleset *rs);
 const struct rule *ruleset_find(const struct ruleset *rs, const char *name);
+
+/*
+ * A tmpl_partial_fn feeding partials from a loaded (or decoded) rule; ud is
+ * the const struct rule *. A name the rule did not load is -ENOENT, which
+ * cannot happen for a template of that rule (the loader read them all).
+ */
+int rule_partial(void *ud, const char *name, char **text, size_t *len);
+
+/*
+ * Builds a rule from its snapshot (struct rule.snapshot, as stored in
+ * rule_snapshots): name, category, coupon, actions with compiled templates,
+ * partials. Trigger and audience are not part of a snapshot. On failure
+ * returns -EINVAL with why filled.
+ */
+int rule_snapshot_decode(const char *body, size_t len, struct rule **out, char *why,
+                         size_t whylen);
+/* Frees a rule made by rule_snapshot_decode. */
+void rule_free(struct rule *r);
 
 /* Parses a cron expression; errors locate themselves within `expr` via col. */
 int cron_parse(const char *expr, struct cron_spec *out, char *why, size_t whylen, int *badcol);

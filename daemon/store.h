@@ -23,8 +23,12 @@
  *   deliveries(id INTEGER PRIMARY KEY, rule, customer_id, occurrence, action INTEGER,
  *          channel, state, due_at, created_at, attempts, next_attempt_at,
  *          lease_until, last_error, sent_at, marketing 0|1,
- *          UNIQUE(rule, customer_id, occurrence, action))
+ *          snapshot  -- rule_snapshots.id; NULL for rows enqueued before schema 7
+ *          , UNIQUE(rule, customer_id, occurrence, action))
  *       state: pending | sending | sent | retry | dead | suppressed | skipped
+ *   rule_snapshots(id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT UNIQUE NOT NULL,
+ *          rule, body TEXT NOT NULL, created_at)  -- a rule version as its deliveries
+ *                                                 -- are sent (store_snapshot.h)
  *   suppressions(channel, address, reason, created_at) PRIMARY KEY(channel, address)
  *   timeline(id, customer_id, at, kind, detail)   -- what happened to a customer
  *   rule_runs(rule PRIMARY KEY, evaluated_to)     -- scheduler progress, for catch-up
@@ -44,7 +48,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 7
 
 struct store_stmt_cache;
 

@@ -1107,6 +1107,21 @@ tmpl_foreach_name(const struct tmpl *t,
     }
 }
 
+void
+tmpl_foreach_partial(const struct tmpl *t,
+                     void (*cb)(void *ud, const char *name, int line, int col), void *ud)
+{
+    for (size_t i = 0; i < t->nnodes; i++) {
+        const struct node *nd = &t->nodes[i];
+        char *name;
+        if (nd->type != TK_PARTIAL)
+            continue;
+        name = xstrndup(t->src + nd->off, nd->len);
+        cb(ud, name, nd->line, nd->col);
+        free(name);
+    }
+}
+
 int
 tmpl_partials_from_dir(void *ud, const char *name, char **text, size_t *len)
 {

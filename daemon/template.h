@@ -108,6 +108,14 @@ void tmpl_foreach_name(const struct tmpl *t,
                        void (*cb)(void *ud, const char *name, int line, int col), void *ud);
 
 /*
+ * Calls cb for every partial tag ({{> name}}) of the template, sections
+ * included, with its line and column, so that a rule loader can read every
+ * partial a template may include when the rules are loaded.
+ */
+void tmpl_foreach_partial(const struct tmpl *t,
+                          void (*cb)(void *ud, const char *name, int line, int col), void *ud);
+
+/*
  * Partial loader that reads DIR/NAME.mustache; ud is the directory path
  * (const char *). Names that are empty, contain '/' or start with '.' are
  * rejected with -EINVAL so a template cannot read outside DIR.
