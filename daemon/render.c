@@ -552,8 +552,8 @@ render_delivery(const struct render_env *env, const struct delivery *d, bool pay
     if (d->channel && strcmp(a->channel, d->channel) != 0) {
         /* Never hand one channel's message to another's backend. */
         snprintf(why, whylen, "delivery is queued for the %s channel but action %d of rule '%s'"
-                              " is a %s action; not sent (was the rule changed after it was"
-                              " enqueued?)", d->channel, d->action, r->name, a->channel);
+                              " is for the %s channel; not sent (was the rule changed after it"
+                              " was enqueued?)", d->channel, d->action, r->name, a->channel);
         return RENDER_FAIL;
     }
     out->ctx = render_customer_context(env->st, d->customer_id);
