@@ -352,6 +352,34 @@ store_keeps_snapshots_while_rows_may_be_sent(void **state)
     rmrf(dir);
 }
 
+/* A database from before schema 7: its queued rows keep snapshot NULL (they
+ * render from the loaded rule set) and new rows can refer to snapshots. */
+static void
+migration_keeps_old_rows_without_a_snapshot(void **state)
+{
+    char dir[64], *db;
+    struct store *st;
+    struct nerr err;
+    int64_t id;
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/nudge-test-snapmig-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    db = xasprintf("%s/nudge.db", dir);
+    nerr_clear(&err);
+    assert_int_equal(store_open_version(db, 5, &st, &err), 0);
+    sql(st, "INSERT INTO deliveries (rule, customer_id, occurrence, action, channel, due_at,"
+            " created_at, next_attempt_at) VALUES ('promo', 1, 'o1', 0, 'email', 0, 0, 0)");
+    assert_int_equal(store_migrate(st, &err), 0);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
+    assert_int_equal(sql_int(st, "SELECT count(*) FROM deliveries WHERE snapshot IS NULL"), 1);
+    assert_int_equal(store_snapshot_put(st, "h", "promo", "{}", 0, &id), 0);
+    assert_int_equal(store_snapshot_gc(st, NULL), 0);
+    assert_int_equal(sql_int(st, "SELECT count(*) FROM deliveries"), 1);
+    store_close(st);
+    rmrf(dir);
+    free(db);
+}
+
 /* ---- render ---------------------------------------------------------------- */
 
 static void
@@ -453,6 +481,7 @@ main(void)
         cmocka_unit_test_setup_teardown(snapshot_hash_follows_content_not_audience, setup_dir,
                                         teardown_dir),
         cmocka_unit_test(store_keeps_snapshots_while_rows_may_be_sent),
+        cmocka_unit_test(migration_keeps_old_rows_without_a_snapshot),
         cmocka_unit_test_setup_teardown(render_uses_the_snapshot_not_the_loaded_rules, setup_dir,
                                         teardown_dir),
     };
