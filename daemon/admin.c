@@ -279,6 +279,7 @@ cmd_status(struct conn *c, json_t *req)
     json_object_set_new(o, "enqueued", json_integer(d->totals.enqueued));
     json_object_set_new(o, "skipped_late", json_integer(d->totals.skipped_late));
     json_object_set_new(o, "batches_running", json_integer(d->jobs));
+    json_object_set_new(o, "channels", dispatch_channels_json(d));
     json_object_set_new(o, "database", json_string(d->cfg->database));
     json_object_set_new(o, "rules_dir", json_string(d->cfg->rules_dir));
     reply_ok(c, o);
@@ -444,6 +445,8 @@ cmd_retry(struct conn *c, json_t *req)
         return;
     }
     reply_ok(c, json_pack("{si}", "retried", n));
+    /* The operator is acting on the queue: a paused channel tries again. */
+    dispatch_resume(c->d, "nudgectl retry");
     dispatch_kick(c->d);
 }
 

@@ -1226,6 +1226,7 @@ build_webhook(struct http_state *st, struct http_xfer *x, const struct nudge_mes
             json_decref(doc);
             /* A person can fix the file; never send unsigned instead. */
             send_result_set(r, SEND_TRANSIENT, rc, "%s", why);
+            send_result_blame(r, BLAME_SENDER);
             return rc;
         }
         key = own;
@@ -1451,6 +1452,11 @@ build_sms(struct http_state *st, struct http_xfer *x, const struct nudge_message
     if (sms_normalize_e164(m->to, st->default_cc, e164, sizeof(e164)) < 0) {
         send_result_set(r, SEND_PERMANENT, -EINVAL, "invalid phone number%s",
                    st->default_cc ? "" : " (no country code; set default_country_code?)");
+        /* Without a default country, a national number may be fine and the
+         * configuration incomplete: only an impossible number as written
+         * is the recipient's. */
+        if (st->default_cc || m->to[strspn(m->to, " ")] == '+')
+            send_result_blame(r, BLAME_RECIPIENT);
         return -EINVAL;
     }
     if ((segs = sms_segments(text, &ucs2)) < 0) {
@@ -1683,9 +1689,79 @@ http_status_class(long code, bool sms)
     if (code == 408 || code == 429 || code >= 500)
         return SEND_TRANSIENT;
     /* The provider refusing our credentials says nothing about the number. */
-    if (sms && (code == 401 || code == 403 || code == 407))
+    if (code == 401 || code == 403 || code == 407)
         return SEND_TRANSIENT;
+    (void)sms;
     return SEND_PERMANENT;
+}
+
+enum send_blame
+http_blame(bool sms, long code)
+{
+    if (code == 401 || code == 403 || code == 407)
+        return BLAME_SENDER; /* our credentials or our signature */
+    if (!sms && code == 410)
+        return BLAME_RECIPIENT; /* the endpoint says it is gone for good */
+    return BLAME_NOBODY;
+}
+
+enum send_blame
+twilio_error_blame(long code)
+{
+    switch (code) {
+    case 21211: /* invalid 'To' phone number */
+    case 21214: /* 'To' phone number cannot be reached */
+    case 21217: /* phone number does not appear to be valid */
+    case 21401: /* invalid phone number */
+    case 21407: /* this phone number type does not support SMS */
+    case 21421: /* PhoneNumber is invalid */
+    case 21610: /* the recipient replied STOP */
+    case 21612: /* the 'To' number is not currently reachable via SMS */
+    case 21614: /* 'To' number is not a valid mobile number */
+        return BLAME_RECIPIENT;
+    case 20003: /* authentication failed */
+    case 20005: /* account not active */
+    case 20008: /* test credentials against the live API */
+    case 21210: /* 'From' number is not verified for the account */
+    case 21212: /* invalid 'From' number */
+    case 21408: /* permission to send to this region is not enabled */
+    case 21606: /* the 'From' number cannot send SMS */
+    case 21608: /* a trial account may only message verified numbers */
+    case 21659: /* 'From' is not a Twilio number */
+    case 21660: /* 'From' does not belong to the account */
+    case 21703: /* the Messaging Service has no senders */
+        return BLAME_SENDER;
+    default:
+        return BLAME_NOBODY;
+    }
+}
+
+enum send_blame
+aliyun_code_blame(const char *c)
+{
+    /* Our account, keys, signature name or template. */
+    static const char *const sender_prefixes[] = {
+        "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "isv.SMS_SIGNATURE",
+        "isv.SMS_TEMPLATE",   "isv.ACCOUNT_",          NULL,
+    };
+    static const char *const sender_exact[] = {
+        "isv.OUT_OF_SERVICE", "isv.AMOUNT_NOT_ENOUGH", "isv.PRODUCT_UN_SUBSCRIPT",
+        "isv.PRODUCT_UNSUBSCRIBE", "isv.DOMESTIC_NUMBER_NOT_SUPPORTED", NULL,
+    };
+    static const char *const recipient_exact[] = {
+        "isv.MOBILE_NUMBER_ILLEGAL",
+        NULL,
+    };
+    for (int i = 0; sender_prefixes[i]; i++)
+        if (strncmp(c, sender_prefixes[i], strlen(sender_prefixes[i])) == 0)
+            return BLAME_SENDER;
+    for (int i = 0; sender_exact[i]; i++)
+        if (strcmp(c, sender_exact[i]) == 0)
+            return BLAME_SENDER;
+    for (int i = 0; recipient_exact[i]; i++)
+        if (strcmp(c, recipient_exact[i]) == 0)
+            return BLAME_RECIPIENT;
+    return BLAME_NOBODY;
 }
 
 /* The first bytes of the response as one line of text. */
@@ -1718,6 +1794,7 @@ result_http(struct http_xfer *x, long code, bool sms, const char *detail)
     }
     send_result_set(r, s, (int)code, "HTTP %ld%s%s%s%s", code, x->reason[0] ? " " : "", x->reason,
                detail[0] ? ": " : "", detail);
+    send_result_blame(r, http_blame(sms, code));
     if (s == SEND_TRANSIENT) {
         r->retry_after = retry_after_seconds(x->retry_after, x->date);
         if (r->retry_after) {
@@ -1799,9 +1876,14 @@ finish_twilio(struct http_xfer *x, long code)
     doc = json_loadb(x->resp.s ? x->resp.s : "", x->resp.len, 0, NULL);
     msg = json_string_value(json_object_get(doc, "message"));
     if (msg) {
-        snprintf(detail, sizeof(detail), "Twilio %" JSON_INTEGER_FORMAT ": %s",
-                 json_integer_value(json_object_get(doc, "code")), msg);
+        json_int_t err = json_integer_value(json_object_get(doc, "code"));
+        enum send_blame b = twilio_error_blame((long)err);
+        snprintf(detail, sizeof(detail), "Twilio %" JSON_INTEGER_FORMAT ": %s", err, msg);
         result_http(x, code, true, detail);
+        /* Twilio's own code is more precise than the HTTP status, except
+         * that a busy or failing API stays a reason to wait. */
+        if (b != BLAME_NOBODY && code != 429 && code < 500)
+            send_result_blame(x->res, b);
     } else {
         result_http(x, code, true, NULL);
     }
@@ -1856,6 +1938,7 @@ finish_aliyun(struct http_xfer *x, long code)
     } else {
         send_result_set(x->res, aliyun_code_transient(c) ? SEND_TRANSIENT : SEND_PERMANENT, (int)code,
                    "Aliyun %s: %s", c, msg ? msg : "");
+        send_result_blame(x->res, aliyun_code_blame(c));
     }
     json_decref(doc);
 }
