@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "channel_registry.h"
 #include "audience.h"
 #include "calendar.h"
 #include "daemon.h"
@@ -597,8 +598,8 @@ list_row(void *ud, const struct eval_row *row)
             render_add_rule_context(ctx, &L->renv, row->rule, row->fire->occurrence, a->channel,
                                     row->fire->at);
             json_object_set(o, "to",
-                            json_object_get(ctx, a->kind == ACT_EMAIL ? "email"
-                                                 : a->kind == ACT_SMS ? "phone"
+                            json_object_get(ctx, channel_infos[a->kind].customer_field
+                                                     ? channel_infos[a->kind].customer_field
                                                  : a->kind == ACT_TASK ? "owner"
                                                                        : "id"));
             if (a->kind == ACT_WEBHOOK)

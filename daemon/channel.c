@@ -27,6 +27,7 @@ const struct channel_info channel_infos[] = {
         .consent = "email",
         .policy = true,
         .default_concurrency = 4,
+        .default_transport = "spool",
     },
     {
         .name = "sms",
@@ -38,6 +39,7 @@ const struct channel_info channel_infos[] = {
         .consent = "sms",
         .policy = true,
         .default_concurrency = 4,
+        .default_transport = "spool",
     },
     {
         .name = "webhook",
@@ -51,6 +53,7 @@ const struct channel_info channel_infos[] = {
         .consent = NULL,
         .policy = false,
         .default_concurrency = 4,
+        .default_transport = "spool",
     },
     {
         .name = "task",
@@ -62,6 +65,7 @@ const struct channel_info channel_infos[] = {
         .consent = NULL,
         .policy = false,
         .default_concurrency = 1,
+        .default_transport = "task",
     },
     {0},
 };
@@ -88,21 +92,41 @@ channel_info_by_consent(const char *consent)
 /* Built from channel_infos at compile time would need the names twice;
  * these are filled once, thread-safely. */
 static const char *names_v[sizeof(channel_infos) / sizeof(channel_infos[0])];
+static const char *consents_v[sizeof(channel_infos) / sizeof(channel_infos[0])];
 static char names_joined[256];
 static pthread_once_t names_once = PTHREAD_ONCE_INIT;
 
 static void
 names_init(void)
 {
-    size_t n = 0;
+    size_t n = 0, nc = 0;
     for (size_t i = 0; i < channel_count; i++) {
         names_v[i] = channel_infos[i].name;
+        if (channel_infos[i].consent)
+            consents_v[nc++] = channel_infos[i].consent;
         n += (size_t)snprintf(names_joined + n, sizeof(names_joined) - n, "%s%s", i ? ", " : "",
                               channel_infos[i].name);
         if (n >= sizeof(names_joined))
             n = sizeof(names_joined) - 1;
     }
     names_v[channel_count] = NULL;
+    consents_v[nc] = NULL;
+}
+
+const char *const *
+channel_consent_names(void)
+{
+    pthread_once(&names_once, names_init);
+    return consents_v;
+}
+
+const struct channel_info *
+channel_info_by_address(enum channel_address address)
+{
+    for (size_t i = 0; i < channel_count; i++)
+        if (channel_infos[i].address == address)
+            return &channel_infos[i];
+    return NULL;
 }
 
 const char *const *

@@ -48,6 +48,8 @@ struct channel_info {
     /* Parallel sessions when neither the channel, the transport nor
      * dispatch.concurrency says otherwise. */
     int default_concurrency;
+    /* The transport nudge.yaml gets when it has no `channels:` at all. */
+    const char *default_transport;
 };
 
 /* The channels, in enum action_kind order; ends with a row whose name is NULL. */
@@ -61,6 +63,10 @@ const struct channel_info *channel_info_find(const char *name);
 const struct channel_info *channel_info_by_consent(const char *consent);
 /* The channel names, NULL-terminated (for did_you_mean and hints). */
 const char *const *channel_names(void);
+/* The consent names (consents('…'), consent_<name> columns), NULL-terminated. */
+const char *const *channel_consent_names(void);
+/* The channel whose address is an email address (task notifications), or NULL. */
+const struct channel_info *channel_info_by_address(enum channel_address address);
 /* "email, sms, webhook, task": the names joined for a message (static). */
 const char *channel_names_joined(void);
 

@@ -467,6 +467,7 @@ chan_setup(struct daemon *d, struct chan *c, const char *name, json_t *settings,
 {
     const char *transport = json_string_value(json_object_get(settings, "transport"));
     const struct channel_backend *be = transport ? channel_backend_find(transport) : NULL;
+    const struct channel_info *ci, *mail;
     bool carries = false;
     if (!be) {
         struct sbuf names;
@@ -495,12 +496,18 @@ chan_setup(struct daemon *d, struct chan *c, const char *name, json_t *settings,
     if (check)
         json_object_set_new(c->settings, "_check", json_true());
     /* The task transport may notify assignees over the email channel. */
-    if (!strcmp(transport, "task") && json_object_get(d->cfg->channels, "email"))
+    if ((mail = channel_info_by_address(CHAN_ADDR_EMAIL)) &&
+        (ci = channel_info_find(name)) && ci->address == CHAN_ADDR_STAFF &&
+        json_object_get(d->cfg->channels, mail->name))
         json_object_set_new(c->settings, "_email",
-                            json_deep_copy(json_object_get(d->cfg->channels, "email")));
+                            json_deep_copy(json_object_get(d->cfg->channels, mail->name)));
+    /* Parallel sessions: nudge.yaml's dispatch.concurrency, else the
+     * transport's own default, else the channel's (the registry). */
     c->nslots = (int)d->cfg->dispatch.concurrency;
     if (!d->cfg->dispatch.concurrency_set && be->default_concurrency > 0)
         c->nslots = be->default_concurrency;
+    else if (!d->cfg->dispatch.concurrency_set && (ci = channel_info_find(name)))
+        c->nslots = ci->default_concurrency;
     c->batch = (int)d->cfg->dispatch.batch;
     c->lifetime = d->cfg->dispatch.lifetime;
     /* Per-channel dispatch settings are the dispatcher's, not the backend's. */
