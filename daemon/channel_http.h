@@ -1,7 +1,9 @@
 /*
  * channel_http.h: the `http` transport backend, carrying the webhook and sms
- * channels over libcurl, plus the SMS helpers other modules may use (E.164
- * normalisation, GSM-7 / UCS-2 segment counting).
+ * channels over libcurl (channel_http.c; the SMS providers are rows of its
+ * sms_providers table), plus the SMS helpers other modules may use (E.164
+ * normalisation, GSM-7 / UCS-2 segment counting, provider blame tables:
+ * channel_sms.c).
  *
  * ---- Design -----------------------------------------------------------------
  *
