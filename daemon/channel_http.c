@@ -19,6 +19,7 @@
  *   did not remove are closed by a uv_walk() in close().
  */
 #include "channel_http.h"
+#include "http_engine.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -43,8 +44,6 @@
 #define HTTP_DEFAULT_TIMEOUT_MS 10000L
 #define HTTP_DEFAULT_MAX_CONNS 16
 #define HTTP_MAX_CONNS 256
-/* Response bytes kept for classification and error messages. */
-#define HTTP_RESP_MAX (64 * 1024)
 /* A Retry-After further out than this is taken as this. */
 #define HTTP_RETRY_AFTER_MAX (7 * 86400)
 /* Messages per send(): a batch is one burst of concurrent requests. */
@@ -65,34 +64,6 @@ enum sms_provider {
 };
 
 struct http_state;
-
-/* One socket curl asked us to watch; the poll handle comes first so that
- * the handle's memory is the struct's (freed in the close callback). */
-struct http_sock {
-    uv_poll_t poll;        /* libuv watcher for fd */
-    curl_socket_t fd;      /* the socket */
-    struct http_state *st; /* owning state (for the multi handle) */
-};
-
-/* One request slot: an easy handle kept between batches and the buffers of
- * the message it is carrying now. */
-struct http_xfer {
-    struct http_state *st;        /* owner */
-    CURL *easy;                   /* kept for reuse (DNS cache, TLS sessions) */
-    bool busy;                    /* in the multi handle now */
-    struct send_result *res;      /* where this message's result goes */
-    char *url;                    /* the request URL */
-    bool get;                     /* GET (else POST with body) */
-    struct curl_slist *headers;   /* request headers */
-    struct sbuf body;             /* request body */
-    char *user;                   /* basic auth user, NULL for none */
-    const char *password;         /* basic auth password (owned by the state) */
-    struct sbuf resp;             /* the first HTTP_RESP_MAX bytes of the response */
-    char reason[96];              /* reason phrase of the final status line */
-    char retry_after[96];         /* Retry-After header value, "" if none */
-    char date[96];                /* Date header value, "" if none */
-    char errbuf[CURL_ERROR_SIZE]; /* curl's explanation of a failure */
-};
 
 /* One configured http transport (a dispatcher slot). Settings are
  * read-only after open(); the engine part is used by send() only. */
@@ -130,17 +101,8 @@ struct http_state {
     char *template_code;        /* aliyun */
     char *region_id;            /* aliyun */
 
-    bool engine_ready;                /* loop, timer and multi are initialised */
-    uv_loop_t loop;                   /* private loop, run only inside send() */
-    uv_timer_t timer;                 /* curl's timeout */
-    CURLM *multi;                     /* curl multi handle: the connection cache */
-    struct http_xfer **xfers;         /* request slots, max_conns at most */
-    size_t nxfers;                    /* slots created so far */
-    size_t active;                    /* transfers in the multi handle */
+    struct http_engine eng;           /* the requests (http_engine.c) */
     const struct nudge_message *msgs; /* the batch being sent */
-    struct send_result *res;          /* its results */
-    size_t n;                         /* its size */
-    size_t next;                      /* first message not started yet */
 };
 
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
@@ -1341,135 +1303,6 @@ build_sms(struct http_state *st, struct http_xfer *x, const struct nudge_message
     return 0;
 }
 
-/* ---- curl callbacks ------------------------------------------------------- */
-
-static size_t
-on_body(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct http_xfer *x = ud;
-    size_t n = size * nmemb, room = HTTP_RESP_MAX - x->resp.len;
-    if (x->resp.len < HTTP_RESP_MAX)
-        sbuf_add(&x->resp, data, n < room ? n : room);
-    return n;
-}
-
-/* Copies a header's value (after "Name:") trimmed into dst. */
-static void
-header_value(char *dst, size_t size, const char *line, size_t len, size_t namelen)
-{
-    const char *v = line + namelen;
-    size_t n = len - namelen;
-    while (n > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        n--;
-    }
-    while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
-        n--;
-    snprintf(dst, size, "%.*s", (int)n, v);
-}
-
-static size_t
-on_header(char *line, size_t size, size_t nmemb, void *ud)
-{
-    struct http_xfer *x = ud;
-    size_t n = size * nmemb;
-    if (n > 5 && strncmp(line, "HTTP/", 5) == 0) {
-        /* A new response (after a 1xx, say): forget the previous one's. */
-        const char *sp = memchr(line, ' ', n);
-        x->retry_after[0] = x->date[0] = x->reason[0] = '\0';
-        if (sp) {
-            const char *end = line + n;
-            sp++;
-            while (sp < end && *sp >= '0' && *sp <= '9')
-                sp++;
-            header_value(x->reason, sizeof(x->reason), sp, (size_t)(end - sp), 0);
-        }
-    } else if (n > 12 && strncasecmp(line, "Retry-After:", 12) == 0) {
-        header_value(x->retry_after, sizeof(x->retry_after), line, n, 12);
-    } else if (n > 5 && strncasecmp(line, "Date:", 5) == 0) {
-        header_value(x->date, sizeof(x->date), line, n, 5);
-    }
-    return n;
-}
-
-static void drain_done(struct http_state *st);
-
-static void
-on_poll(uv_poll_t *h, int status, int events)
-{
-    struct http_sock *s = (struct http_sock *)h;
-    struct http_state *st = s->st;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(st->multi, s->fd, flags, &running);
-    drain_done(st);
-}
-
-static void
-sock_free(uv_handle_t *h)
-{
-    free(h); /* the struct http_sock starts with the handle */
-}
-
-static int
-on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct http_state *st = userp;
-    struct http_sock *s = socketp;
-    int events = 0;
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            curl_multi_assign(st->multi, fd, NULL);
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, sock_free);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = xcalloc(1, sizeof(*s));
-        s->fd = fd;
-        s->st = st;
-        if (uv_poll_init_socket(&st->loop, &s->poll, fd) < 0) {
-            free(s);
-            return -1;
-        }
-        curl_multi_assign(st->multi, fd, s);
-    }
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
-    return 0;
-}
-
-static void
-on_timeout(uv_timer_t *t)
-{
-    struct http_state *st = t->data;
-    int running;
-    curl_multi_socket_action(st->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    drain_done(st);
-}
-
-static int
-on_timer_set(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct http_state *st = userp;
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&st->timer);
-    else
-        uv_timer_start(&st->timer, on_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
-}
-
 /* ---- results -------------------------------------------------------------- */
 
 static int
@@ -1620,7 +1453,7 @@ json_path(json_t *doc, const char *path)
 static void
 finish_generic(struct http_xfer *x, long code)
 {
-    struct http_state *st = x->st;
+    struct http_state *st = x->owner;
     bool listed = false;
     if (!st->ok_status)
         listed = code >= 200 && code < 300;
@@ -1740,7 +1573,7 @@ finish_aliyun(struct http_xfer *x, long code)
 static void
 xfer_finish(struct http_xfer *x, CURLcode rc)
 {
-    struct http_state *st = x->st;
+    struct http_state *st = x->owner;
     long code = 0, os_errno = 0;
     if (rc != CURLE_OK) {
         int e;
@@ -1773,231 +1606,30 @@ xfer_finish(struct http_xfer *x, CURLcode rc)
     sms_providers[st->provider].finish(x, code);
 }
 
-/* ---- the engine ------------------------------------------------------------ */
-
-static void
-xfer_clear(struct http_xfer *x)
-{
-    free(x->url);
-    x->url = NULL;
-    curl_slist_free_all(x->headers);
-    x->headers = NULL;
-    sbuf_free(&x->body);
-    sbuf_free(&x->resp);
-    free(x->user);
-    x->user = NULL;
-    x->password = NULL;
-    x->get = false;
-    x->res = NULL;
-    x->reason[0] = x->retry_after[0] = x->date[0] = x->errbuf[0] = '\0';
-}
-
-/* Builds message i on slot x and hands it to curl; 0, or <0 with the
- * result already filled. */
+/* The engine's build callback: message i as a webhook or SMS request. */
 static int
-xfer_start(struct http_state *st, struct http_xfer *x, size_t i)
+http_build(void *owner, struct http_xfer *x, size_t i)
 {
+    struct http_state *st = owner;
     const struct nudge_message *m = &st->msgs[i];
-    struct send_result *r = &st->res[i];
-    CURL *e = x->easy;
-    CURLMcode mc;
-    int rc;
-
-    xfer_clear(x);
-    x->res = r;
-    sbuf_adds(&x->body, "");
-    rc = st->kind == HTTP_WEBHOOK ? build_webhook(st, x, m, r) : build_sms(st, x, m, r);
-    if (rc < 0)
-        return rc;
-
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, x->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, st->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, st->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROXY, st->proxy ? st->proxy : "");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, st->user_agent);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)x);
-    if (x->get) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body.s);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
-    }
-    if (st->tls_ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, st->tls_ca_file);
-    if (x->user) {
-        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(e, CURLOPT_USERNAME, x->user);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, x->password);
-    }
-    if ((mc = curl_multi_add_handle(st->multi, e)) != CURLM_OK) {
-        send_result_set(r, SEND_TRANSIENT, -EIO, "curl: %s", curl_multi_strerror(mc));
-        return -EIO;
-    }
-    x->busy = true;
-    st->active++;
-    return 0;
-}
-
-/* Gives slot x the next message that can start, if any. */
-static void
-feed(struct http_state *st, struct http_xfer *x)
-{
-    while (st->next < st->n)
-        if (xfer_start(st, x, st->next++) == 0)
-            return;
+    return st->kind == HTTP_WEBHOOK ? build_webhook(st, x, m, x->res)
+                                    : build_sms(st, x, m, x->res);
 }
 
 static void
-drain_done(struct http_state *st)
+http_finish(void *owner, struct http_xfer *x, CURLcode rc)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(st->multi, &left))) {
-        CURL *e = msg->easy_handle;
-        CURLcode rc = msg->data.result;
-        char *priv = NULL;
-        struct http_xfer *x;
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-        x = (struct http_xfer *)priv;
-        xfer_finish(x, rc);
-        curl_multi_remove_handle(st->multi, e); /* msg is invalid from here */
-        x->busy = false;
-        st->active--;
-        feed(st, x);
-    }
-    if (st->active == 0)
-        uv_stop(&st->loop);
-}
-
-static int
-engine_init(struct http_state *st)
-{
-    int rc;
-    if (st->engine_ready)
-        return 0;
-    if ((rc = uv_loop_init(&st->loop)) < 0)
-        return rc;
-    uv_timer_init(&st->loop, &st->timer);
-    st->timer.data = st;
-    if (!(st->multi = curl_multi_init())) {
-        uv_close((uv_handle_t *)&st->timer, NULL);
-        uv_run(&st->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&st->loop);
-        return -ENOMEM;
-    }
-    curl_multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(st->multi, CURLMOPT_SOCKETDATA, (void *)st);
-    curl_multi_setopt(st->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
-    curl_multi_setopt(st->multi, CURLMOPT_TIMERDATA, (void *)st);
-    curl_multi_setopt(st->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)st->max_conns);
-    curl_multi_setopt(st->multi, CURLMOPT_MAXCONNECTS, (long)st->max_conns);
-    st->xfers = xcalloc((size_t)st->max_conns, sizeof(*st->xfers));
-    st->engine_ready = true;
-    return 0;
-}
-
-static void
-close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (uv_is_closing(h))
-        return;
-    uv_close(h, h->type == UV_POLL ? sock_free : NULL);
-}
-
-static void
-engine_free(struct http_state *st)
-{
-    if (!st->engine_ready)
-        return;
-    for (size_t i = 0; i < st->nxfers; i++)
-        if (st->xfers[i]->busy)
-            curl_multi_remove_handle(st->multi, st->xfers[i]->easy);
-    curl_multi_cleanup(st->multi);
-    for (size_t i = 0; i < st->nxfers; i++) {
-        curl_easy_cleanup(st->xfers[i]->easy);
-        xfer_clear(st->xfers[i]);
-        free(st->xfers[i]);
-    }
-    free(st->xfers);
-    uv_walk(&st->loop, close_walk, NULL);
-    uv_run(&st->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&st->loop) < 0)
-        log_warn("http", "channels.%s: a handle was left open at close", st->channel);
-    st->engine_ready = false;
+    (void)owner;
+    xfer_finish(x, rc);
 }
 
 static void
 http_send(void *state, const struct nudge_message *msgs, size_t n, struct send_result *res)
 {
     struct http_state *st = state;
-    size_t want;
-    int rc;
-
-    for (size_t i = 0; i < n; i++)
-        memset(&res[i], 0, sizeof(res[i]));
-    if (n == 0)
-        return;
-    if ((rc = engine_init(st)) < 0) {
-        for (size_t i = 0; i < n; i++)
-            send_result_set(&res[i], SEND_TRANSIENT, rc, "cannot start the HTTP engine: %s",
-                       strerror(-rc));
-        return;
-    }
     st->msgs = msgs;
-    st->res = res;
-    st->n = n;
-    st->next = 0;
-    st->active = 0;
-    /* Slots (easy handles) grow to the most a batch has used, up to max_conns. */
-    want = n < (size_t)st->max_conns ? n : (size_t)st->max_conns;
-    while (st->nxfers < want) {
-        struct http_xfer *x = xcalloc(1, sizeof(*x));
-        x->st = st;
-        if (!(x->easy = curl_easy_init())) {
-            free(x);
-            break;
-        }
-        st->xfers[st->nxfers++] = x;
-    }
-    if (st->nxfers == 0) {
-        for (size_t i = 0; i < n; i++)
-            send_result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot create a curl handle");
-        return;
-    }
-    for (size_t k = 0; k < st->nxfers && k < want; k++)
-        feed(st, st->xfers[k]);
-    if (st->active)
-        uv_run(&st->loop, UV_RUN_DEFAULT);
-    /* Only if the loop ran dry with transfers inside (it should not). */
-    for (size_t k = 0; k < st->nxfers; k++) {
-        struct http_xfer *x = st->xfers[k];
-        if (x->busy) {
-            curl_multi_remove_handle(st->multi, x->easy);
-            x->busy = false;
-            send_result_set(x->res, SEND_TRANSIENT, -EIO, "the transfer did not finish");
-        }
-        xfer_clear(x);
-    }
-    while (st->next < st->n)
-        send_result_set(&res[st->next++], SEND_TRANSIENT, -EIO, "the transfer did not start");
-    st->active = 0;
+    http_engine_run(&st->eng, n, res);
     st->msgs = NULL;
-    st->res = NULL;
-    st->n = 0;
 }
 
 static void
@@ -2006,7 +1638,7 @@ http_close(void *state)
     struct http_state *st = state;
     if (!st)
         return;
-    engine_free(st);
+    http_engine_free(&st->eng);
     if (st->hook_key) {
         OPENSSL_cleanse(st->hook_key, st->hook_keylen);
         free(st->hook_key);
@@ -2057,6 +1689,15 @@ http_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         http_close(st);
         return rc;
     }
+    st->eng.name = st->channel;
+    st->eng.timeout_ms = st->timeout_ms;
+    st->eng.max_conns = st->max_conns;
+    st->eng.user_agent = st->user_agent;
+    st->eng.proxy = st->proxy;
+    st->eng.tls_ca_file = st->tls_ca_file;
+    st->eng.owner = st;
+    st->eng.build = http_build;
+    st->eng.finish = http_finish;
     *state = st;
     return 0;
 }

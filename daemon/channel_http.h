@@ -1,9 +1,10 @@
 /*
  * channel_http.h: the `http` transport backend, carrying the webhook and sms
- * channels over libcurl (channel_http.c; the SMS providers are rows of its
- * sms_providers table), plus the SMS helpers other modules may use (E.164
- * normalisation, GSM-7 / UCS-2 segment counting, provider blame tables:
- * channel_sms.c).
+ * channels (channel_http.c: settings, requests and answers; the SMS
+ * providers are rows of its sms_providers table), sent by the HTTP engine
+ * (http_engine.c: curl multi on a private libuv loop), plus the SMS helpers
+ * other modules may use (E.164 normalisation, GSM-7 / UCS-2 segment
+ * counting, provider blame tables: channel_sms.c).
  *
  * ---- Design -----------------------------------------------------------------
  *
