@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "channel_registry.h"
 #include "audience.h"
 #include "calendar.h"
 #include "daemon.h"
@@ -279,6 +280,7 @@ cmd_status(struct conn *c, json_t *req)
     json_object_set_new(o, "enqueued", json_integer(d->totals.enqueued));
     json_object_set_new(o, "skipped_late", json_integer(d->totals.skipped_late));
     json_object_set_new(o, "batches_running", json_integer(d->jobs));
+    json_object_set_new(o, "channels", dispatch_channels_json(d));
     json_object_set_new(o, "database", json_string(d->cfg->database));
     json_object_set_new(o, "rules_dir", json_string(d->cfg->rules_dir));
     reply_ok(c, o);
@@ -444,6 +446,8 @@ cmd_retry(struct conn *c, json_t *req)
         return;
     }
     reply_ok(c, json_pack("{si}", "retried", n));
+    /* The operator is acting on the queue: a paused channel tries again. */
+    dispatch_resume(c->d, "nudgectl retry");
     dispatch_kick(c->d);
 }
 
@@ -594,8 +598,8 @@ list_row(void *ud, const struct eval_row *row)
             render_add_rule_context(ctx, &L->renv, row->rule, row->fire->occurrence, a->channel,
                                     row->fire->at);
             json_object_set(o, "to",
-                            json_object_get(ctx, a->kind == ACT_EMAIL ? "email"
-                                                 : a->kind == ACT_SMS ? "phone"
+                            json_object_get(ctx, channel_infos[a->kind].customer_field
+                                                     ? channel_infos[a->kind].customer_field
                                                  : a->kind == ACT_TASK ? "owner"
                                                                        : "id"));
             if (a->kind == ACT_WEBHOOK)

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "channel_registry.h"
+
 /* Limits that keep hostile or runaway input cheap: an audience longer than
  * this is a mistake, nesting bounds the parser's recursion, and SQLite's
  * default SQLITE_MAX_VARIABLE_NUMBER bounds the parameters. */
@@ -108,10 +110,22 @@ static const struct func funcs[] = {AUD_FUNC_TABLE(AUD_AS_FUNC)};
 const char *const audience_functions[] = {AUD_FUNC_TABLE(AUD_AS_FNAME) NULL};
 #define N_FUNCS (sizeof(funcs) / sizeof(funcs[0]))
 
-/* Channels we know, so that consents('emial') is caught as a typo. Others
- * that look like channel names are allowed: consents come from imports. */
-static const char *const known_channels[] = {"email", "sms", "webhook", "task", "push",
-                                             "call", "whatsapp", "wechat", NULL};
+/* Consent names we know, so that consents('emial') is caught as a typo:
+ * the registry's (channel_registry.h) and these, recorded by imports for
+ * channels nudge does not deliver on. Other names are allowed. */
+static const char *const other_consents[] = {"push", "call", "whatsapp", "wechat", NULL};
+
+/* The registry's consent names then other_consents, into v (NULL-terminated). */
+static void
+known_consents(const char **v, size_t size)
+{
+    size_t n = 0;
+    for (const char *const *c = channel_consent_names(); *c && n + 1 < size; c++)
+        v[n++] = *c;
+    for (const char *const *c = other_consents; *c && n + 1 < size; c++)
+        v[n++] = *c;
+    v[n] = NULL;
+}
 
 static const char FROM_CLAUSE[] = "customers c LEFT JOIN customer_stats s ON s.customer_id = c.id";
 
@@ -774,8 +788,11 @@ parse_call(struct parser *p, struct node **out)
             return phint(p, "%s", fn->arghint);
         }
         if (fn->id == FN_CONSENTS) {
-            const char *best = did_you_mean(t->str, known_channels);
+            const char *known_channels[32];
+            const char *best;
             bool known = false;
+            known_consents(known_channels, sizeof(known_channels) / sizeof(known_channels[0]));
+            best = did_you_mean(t->str, known_channels);
             for (const char *const *c = known_channels; *c; c++)
                 known |= strcmp(*c, t->str) == 0;
             if (!valid_channel(t->str)) {

@@ -117,6 +117,76 @@ smtp_classify_error(int code)
     return SEND_TRANSIENT;
 }
 
+enum send_blame
+smtp_blame(enum smtp_stage stage, int code, int enh_class, int enh_subject)
+{
+    if (code < 500 || code > 599)
+        return BLAME_NOBODY; /* 4xx waits; 2xx/3xx are not failures */
+    /* 5.7.x is security or policy: relaying denied, authentication
+     * required, SPF/DKIM/DMARC. Whatever the stage, that is about how we
+     * send, not about the mailbox. */
+    if (enh_class == 5 && enh_subject == 7)
+        return BLAME_SENDER;
+    switch (stage) {
+    case SMTP_STAGE_SESSION:
+    case SMTP_STAGE_AUTH:
+    case SMTP_STAGE_MAIL:
+        return BLAME_SENDER;
+    case SMTP_STAGE_RCPT:
+        if (enh_class == 5)
+            return enh_subject == 1 || enh_subject == 2 ? BLAME_RECIPIENT : BLAME_NOBODY;
+        /* No enhanced code: the classic mailbox replies (RFC 5321 4.2.3). */
+        if (code == 530)
+            return BLAME_SENDER; /* authentication required */
+        return code == 550 || code == 551 || code == 553 ? BLAME_RECIPIENT : BLAME_NOBODY;
+    case SMTP_STAGE_DATA:
+        /* One recipient per message, so a refusal after DATA is about that
+         * recipient, unless it names the system (5.3) or the content (5.6). */
+        if (enh_class == 5 && (enh_subject == 3 || enh_subject == 6))
+            return BLAME_NOBODY;
+        return BLAME_RECIPIENT;
+    }
+    return BLAME_NOBODY;
+}
+
+void
+smtp_enhanced_code(const char *text, int *cls, int *subject)
+{
+    const char *p = text;
+    *cls = *subject = 0;
+    if (!p)
+        return;
+    while (*p == ' ')
+        p++;
+    if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' &&
+        (p[3] == ' ' || p[3] == '-'))
+        p += 4;
+    while (*p == ' ')
+        p++;
+    if ((p[0] == '2' || p[0] == '4' || p[0] == '5') && p[1] == '.' && p[2] >= '0' && p[2] <= '9') {
+        int sub = p[2] - '0';
+        const char *q = p + 3;
+        if (*q >= '0' && *q <= '9')
+            sub = sub * 10 + (*q++ - '0');
+        if (*q != '.' || q[1] < '0' || q[1] > '9')
+            return;
+        *cls = p[0] - '0';
+        *subject = sub;
+    }
+}
+
+/* The blame for a libESMTP status: its parsed enhanced code, else one read
+ * from the text (libESMTP parses it only when the server advertises
+ * ENHANCEDSTATUSCODES). */
+static enum send_blame
+status_blame(enum smtp_stage stage, const smtp_status_t *st)
+{
+    int cls = st->enh_class, sub = st->enh_subject;
+    if (!cls)
+        smtp_enhanced_code(st->text, &cls, &sub);
+    return smtp_blame(stage, st->code, cls, sub);
+}
+
 /* Copies server text into dst with control characters (CRLF of multi-line
  * replies included) turned into spaces and the ends trimmed. */
 static void
@@ -778,12 +848,19 @@ settle_session_failure(const struct smtp_run *run, int session_err, struct send_
     if (run->tls_error[0]) {
         send_result_set(r, SEND_TRANSIENT, -EPROTO, "STARTTLS with %s refused: %s", run->st->hostport,
                    run->tls_error);
+        send_result_blame(r, BLAME_SENDER);
     } else if (run->starttls_missing) {
         send_result_set(r, SEND_TRANSIENT, -EPROTONOSUPPORT,
                    "%s does not offer STARTTLS and starttls is required", run->st->hostport);
+        send_result_blame(r, BLAME_SENDER);
     } else if (run->early_code) {
+        int cls, sub;
         send_result_set(r, SEND_TRANSIENT, run->early_code, "%s refused the session: %d %s",
                    run->st->hostport, run->early_code, run->early_text);
+        /* Never the recipient's fault before a transaction began. */
+        smtp_enhanced_code(run->early_text, &cls, &sub);
+        if (smtp_blame(SMTP_STAGE_SESSION, run->early_code, cls, sub) == BLAME_SENDER)
+            send_result_blame(r, BLAME_SENDER);
     } else if (session_err != 0) {
         why = smtp_strerror(session_err, buf, sizeof(buf));
         send_result_set(r, SEND_TRANSIENT, session_err < 0 ? session_err : -EIO, "%s: %s",
@@ -813,9 +890,14 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
     char text[160];
 
     if (run->auth_code && (!mail || mail->code == 0 || mail->code >= 400)) {
+        int cls, sub;
         send_result_set(r, smtp_classify_error(run->auth_code), run->auth_code,
                    "authentication as %s failed: %d %s", run->st->username, run->auth_code,
                    run->auth_text);
+        smtp_enhanced_code(run->auth_text, &cls, &sub);
+        send_result_blame(r, smtp_blame(SMTP_STAGE_AUTH, run->auth_code, cls, sub));
+        if (r->blame == BLAME_NOBODY)
+            r->status = SEND_TRANSIENT; /* 454: a temporary authentication failure */
         return;
     }
     if (!mail || mail->code == 0) {
@@ -826,6 +908,7 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
         clean_text(text, sizeof(text), mail->text);
         send_result_set(r, smtp_classify_error(mail->code), mail->code, "MAIL FROM rejected: %d %s",
                    mail->code, text);
+        send_result_blame(r, status_blame(SMTP_STAGE_MAIL, mail));
         return;
     }
     if (!rcpt || rcpt->code == 0) {
@@ -836,6 +919,7 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
         clean_text(text, sizeof(text), rcpt->text);
         send_result_set(r, smtp_classify_error(rcpt->code), rcpt->code, "RCPT TO rejected: %d %s",
                    rcpt->code, text);
+        send_result_blame(r, status_blame(SMTP_STAGE_RCPT, rcpt));
         return;
     }
     /* libESMTP clears the status when the read of a reply fails, so a
@@ -852,11 +936,13 @@ settle(const struct smtp_run *run, const struct smtp_out *o, int session_err, st
         clean_text(text, sizeof(text), data->text);
         send_result_set(r, smtp_classify_error(data->code), data->code, "message rejected: %d %s",
                    data->code, text);
+        send_result_blame(r, status_blame(SMTP_STAGE_DATA, data));
         return;
     }
     r->status = SEND_OK;
     r->code = data->code;
     r->retry_after = 0;
+    r->blame = BLAME_NOBODY;
     r->error[0] = '\0';
 }
 

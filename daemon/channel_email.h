@@ -29,16 +29,26 @@
  *   (TLS is capped at 1.2: see make_ssl_ctx in channel_email.c)
  *   message_id_domain  right-hand side of Message-IDs (default: from's domain)
  *
- * Results: 2xx -> SEND_OK; 4xx -> SEND_TRANSIENT; 5xx to MAIL, RCPT or the
- * message -> SEND_PERMANENT; an AUTH failure (535) -> SEND_PERMANENT with
- * code 535 (the operator must fix the credentials; callers should not feed
- * it to the recipient's suppression list). Failures before the transaction
- * starts (connection refused, timeout, greeting/EHLO errors, STARTTLS missing
- * when required, an untrusted certificate) say nothing about the recipient
- * and are SEND_TRANSIENT, whatever the reply code, so a misconfigured or
- * impostor server never dead-letters customers. A connection lost after the
- * message was sent but before the final reply is SEND_TRANSIENT too: the
- * retry may duplicate, and the stable Message-ID lets the receiver drop it.
+ * Results and who is to blame (struct send_result.blame, see smtp_blame):
+ *   2xx                                     SEND_OK
+ *   any 4xx, connection refused, timeout, a connection lost mid-session
+ *                                           transient, nobody
+ *   AUTH refused (535, any 5xx), MAIL FROM refused with 5xx, STARTTLS
+ *   required but not offered, the server's certificate refused, a 5xx
+ *   greeting/EHLO, RCPT or DATA refused for a policy reason (enhanced
+ *   code 5.7.x: relaying denied, DMARC, authentication required)
+ *                                           transient, sender: retried
+ *                                           with backoff, the channel
+ *                                           pauses, nobody suppressed
+ *   RCPT 5xx with enhanced code 5.1.x or 5.2.x, or without one (550, 551,
+ *   553); 5xx to the message (after DATA) for its one recipient except
+ *   5.7.x, 5.3.x and 5.6.x
+ *                                           permanent, recipient
+ *   other 5xx (e.g. 552 5.3.4 message too big, 554 5.6.0 content), a
+ *   message that cannot be composed        permanent, nobody
+ * A connection lost after the message was sent but before the final reply
+ * is transient: the retry may duplicate, and the stable Message-ID lets the
+ * receiver drop it.
  */
 #ifndef NUDGE_CHANNEL_EMAIL_H
 #define NUDGE_CHANNEL_EMAIL_H
@@ -46,5 +56,24 @@
 #include "nudge/channel.h"
 
 extern const struct channel_backend channel_backend_smtp;
+
+/* Where in an SMTP session a reply came. */
+enum smtp_stage {
+    SMTP_STAGE_SESSION, /* greeting, EHLO, STARTTLS: before any transaction */
+    SMTP_STAGE_AUTH,    /* the final reply to AUTH */
+    SMTP_STAGE_MAIL,    /* MAIL FROM */
+    SMTP_STAGE_RCPT,    /* RCPT TO of the message's one recipient */
+    SMTP_STAGE_DATA,    /* the reply after the message data */
+};
+
+/* Who is to blame for a failing reply `code` at `stage`, with the RFC 3463
+ * enhanced status code's class and subject (0, 0 when the reply had none):
+ * the table above. A 2xx/3xx reply blames nobody. */
+enum send_blame smtp_blame(enum smtp_stage stage, int code, int enh_class, int enh_subject);
+
+/* Reads an enhanced status code "X.Y.Z" at the start of a reply's text
+ * (after the 3-digit code, if present) into *cls and *subject; both 0 when
+ * there is none. */
+void smtp_enhanced_code(const char *text, int *cls, int *subject);
 
 #endif

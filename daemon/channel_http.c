@@ -19,6 +19,7 @@
  *   did not remove are closed by a uv_walk() in close().
  */
 #include "channel_http.h"
+#include "http_engine.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -43,8 +44,6 @@
 #define HTTP_DEFAULT_TIMEOUT_MS 10000L
 #define HTTP_DEFAULT_MAX_CONNS 16
 #define HTTP_MAX_CONNS 256
-/* Response bytes kept for classification and error messages. */
-#define HTTP_RESP_MAX (64 * 1024)
 /* A Retry-After further out than this is taken as this. */
 #define HTTP_RETRY_AFTER_MAX (7 * 86400)
 /* Messages per send(): a batch is one burst of concurrent requests. */
@@ -65,34 +64,6 @@ enum sms_provider {
 };
 
 struct http_state;
-
-/* One socket curl asked us to watch; the poll handle comes first so that
- * the handle's memory is the struct's (freed in the close callback). */
-struct http_sock {
-    uv_poll_t poll;        /* libuv watcher for fd */
-    curl_socket_t fd;      /* the socket */
-    struct http_state *st; /* owning state (for the multi handle) */
-};
-
-/* One request slot: an easy handle kept between batches and the buffers of
- * the message it is carrying now. */
-struct http_xfer {
-    struct http_state *st;        /* owner */
-    CURL *easy;                   /* kept for reuse (DNS cache, TLS sessions) */
-    bool busy;                    /* in the multi handle now */
-    struct send_result *res;      /* where this message's result goes */
-    char *url;                    /* the request URL */
-    bool get;                     /* GET (else POST with body) */
-    struct curl_slist *headers;   /* request headers */
-    struct sbuf body;             /* request body */
-    char *user;                   /* basic auth user, NULL for none */
-    const char *password;         /* basic auth password (owned by the state) */
-    struct sbuf resp;             /* the first HTTP_RESP_MAX bytes of the response */
-    char reason[96];              /* reason phrase of the final status line */
-    char retry_after[96];         /* Retry-After header value, "" if none */
-    char date[96];                /* Date header value, "" if none */
-    char errbuf[CURL_ERROR_SIZE]; /* curl's explanation of a failure */
-};
 
 /* One configured http transport (a dispatcher slot). Settings are
  * read-only after open(); the engine part is used by send() only. */
@@ -130,17 +101,8 @@ struct http_state {
     char *template_code;        /* aliyun */
     char *region_id;            /* aliyun */
 
-    bool engine_ready;                /* loop, timer and multi are initialised */
-    uv_loop_t loop;                   /* private loop, run only inside send() */
-    uv_timer_t timer;                 /* curl's timeout */
-    CURLM *multi;                     /* curl multi handle: the connection cache */
-    struct http_xfer **xfers;         /* request slots, max_conns at most */
-    size_t nxfers;                    /* slots created so far */
-    size_t active;                    /* transfers in the multi handle */
+    struct http_engine eng;           /* the requests (http_engine.c) */
     const struct nudge_message *msgs; /* the batch being sent */
-    struct send_result *res;          /* its results */
-    size_t n;                         /* its size */
-    size_t next;                      /* first message not started yet */
 };
 
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
@@ -245,169 +207,6 @@ b64_decode(const char *in, unsigned char **out, size_t *outlen)
     }
     *out = buf;
     *outlen = (size_t)n - pad; /* EVP_DecodeBlock counts the padding as zero bytes */
-    return 0;
-}
-
-/* ---- SMS text and numbers ------------------------------------------------ */
-
-/* Decodes one UTF-8 sequence of already validated text. */
-static uint32_t
-utf8_next(const unsigned char **pp)
-{
-    const unsigned char *p = *pp;
-    uint32_t c = *p++;
-    int more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-    if (more)
-        c &= 0x3F >> more;
-    while (more-- > 0)
-        c = (c << 6) | (*p++ & 0x3F);
-    *pp = p;
-    return c;
-}
-
-/* Septets a character takes in GSM 03.38: 1 (basic set), 2 (extension
- * table, ESC + code), 0 (not representable). */
-static int
-gsm_septets(uint32_t c)
-{
-    static const uint32_t basic[] = {
-        0x00A3, 0x00A5, 0x00E8, 0x00E9, 0x00F9, 0x00EC, 0x00F2, 0x00C7, 0x00D8, 0x00F8,
-        0x00C5, 0x00E5, 0x0394, 0x03A6, 0x0393, 0x039B, 0x03A9, 0x03A0, 0x03A8, 0x03A3,
-        0x0398, 0x039E, 0x00C6, 0x00E6, 0x00DF, 0x00C9, 0x00A4, 0x00A1, 0x00C4, 0x00D6,
-        0x00D1, 0x00DC, 0x00A7, 0x00BF, 0x00E4, 0x00F6, 0x00F1, 0x00FC, 0x00E0,
-    };
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-        return 1;
-    if (c < 0x80) {
-        if (c && strchr(" !\"#%&'()*+,-./:;<=>?@$_\n\r", (int)c))
-            return 1;
-        if (c == 0x0C || (c && strchr("^{}\\[~]|", (int)c)))
-            return 2;
-        return 0; /* '`', tab and other control characters */
-    }
-    if (c == 0x20AC) /* euro sign: extension table */
-        return 2;
-    for (size_t i = 0; i < sizeof(basic) / sizeof(basic[0]); i++)
-        if (basic[i] == c)
-            return 1;
-    return 0;
-}
-
-int
-sms_segments(const char *utf8, bool *ucs2)
-{
-    const unsigned char *p;
-    bool wide = false;
-    size_t total = 0, single, per, used = 0;
-    int segs = 1;
-    if (ucs2)
-        *ucs2 = false;
-    if (!utf8 || !utf8_valid(utf8, strlen(utf8)))
-        return -EINVAL;
-    for (p = (const unsigned char *)utf8; *p;)
-        if (gsm_septets(utf8_next(&p)) == 0)
-            wide = true;
-    /* Second pass: the size of each character in the chosen encoding. */
-    for (p = (const unsigned char *)utf8; *p;) {
-        uint32_t c = utf8_next(&p);
-        total += wide ? (c > 0xFFFF ? 2 : 1) : (size_t)gsm_septets(c);
-    }
-    single = wide ? 70 : 160;
-    per = wide ? 67 : 153;
-    if (ucs2)
-        *ucs2 = wide;
-    if (total <= single)
-        return 1;
-    /* A concatenated message never splits an escape or surrogate pair. */
-    for (p = (const unsigned char *)utf8; *p;) {
-        uint32_t c = utf8_next(&p);
-        size_t w = wide ? (c > 0xFFFF ? 2 : 1) : (size_t)gsm_septets(c);
-        if (used + w > per) {
-            segs++;
-            used = 0;
-        }
-        used += w;
-    }
-    return segs;
-}
-
-/* The national significant number for +1 and +86 follows their plans. */
-static bool
-national_plan_ok(const char *full)
-{
-    size_t len = strlen(full);
-    if (full[0] == '1') {
-        /* NANP: NPA-NXX-XXXX, neither NPA nor NXX starting with 0 or 1. */
-        return len == 11 && full[1] >= '2' && full[4] >= '2';
-    }
-    if (full[0] == '8' && full[1] == '6') {
-        const char *nat = full + 2;
-        size_t n = len - 2;
-        if (nat[0] == '1' && n == 11)
-            return nat[1] >= '3'; /* mobile: 1[3-9]X XXXX XXXX */
-        if (nat[0] == '1' && nat[1] == '0')
-            return n == 10;                        /* Beijing landline 10 XXXX XXXX */
-        return nat[0] >= '2' && n >= 9 && n <= 11; /* other landlines */
-    }
-    return true;
-}
-
-int
-sms_normalize_e164(const char *number, const char *default_cc, char *out, size_t size)
-{
-    char d[24], full[24];
-    size_t nd = 0;
-    bool plus = false;
-    const char *p = number, *intl = NULL;
-    if (!number)
-        return -EINVAL;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (*p == '+') {
-        plus = true;
-        p++;
-    }
-    for (; *p; p++) {
-        if (plus && strncmp(p, "(0)", 3) == 0) {
-            p += 2; /* "+44 (0)20 ...": the trunk prefix, not dialled from abroad */
-        } else if (*p >= '0' && *p <= '9') {
-            if (nd + 1 >= sizeof(d))
-                return -EINVAL;
-            d[nd++] = *p;
-        } else if (!strchr(" \t-./()", *p)) {
-            return -EINVAL; /* letters, a second '+', an extension, ... */
-        }
-    }
-    d[nd] = '\0';
-    if (plus)
-        intl = d;
-    else if (default_cc && strcmp(default_cc, "1") == 0 && strncmp(d, "011", 3) == 0)
-        intl = d + 3;
-    else if (strncmp(d, "00", 2) == 0)
-        intl = d + 2;
-    if (intl) {
-        snprintf(full, sizeof(full), "%s", intl);
-    } else {
-        const char *nat = d;
-        if (!default_cc || !default_cc[0] || nd == 0)
-            return -EINVAL;
-        if (strcmp(default_cc, "1") == 0) {
-            if (nd == 11 && d[0] == '1')
-                nat = d + 1; /* 1-617-555-0180 */
-        } else if (strcmp(default_cc, "86") == 0 && nd == 13 && strncmp(d, "861", 3) == 0) {
-            nat = d + 2; /* 86 139 1234 5678 written without the '+' */
-        } else if (d[0] == '0') {
-            nat = d + 1; /* trunk prefix: 07911 123456 */
-        }
-        if (strlen(default_cc) + strlen(nat) + 1 > sizeof(full))
-            return -EINVAL;
-        snprintf(full, sizeof(full), "%s%s", default_cc, nat);
-    }
-    if (strlen(full) < 7 || strlen(full) > 15 || full[0] == '0' || !national_plan_ok(full))
-        return -EINVAL;
-    if (strlen(full) + 2 > size)
-        return -ENOSPC;
-    snprintf(out, size, "+%s", full);
     return 0;
 }
 
@@ -558,11 +357,6 @@ conf_err(const struct conf_ctx *c, const char *fmt, ...)
 }
 
 
-static const char *
-provider_name(enum sms_provider p)
-{
-    return p == SMS_TWILIO ? "twilio" : p == SMS_ALIYUN ? "aliyun" : "generic";
-}
 
 /* A one-line, NUL-free, non-empty string. */
 static bool
@@ -622,6 +416,38 @@ struct sms_vars {
     const char *id;    /* idempotency key */
     char segments[16]; /* segment count */
 };
+
+/* One SMS provider: its name in nudge.yaml, which settings belong to it,
+ * how a message becomes a request (0 or a negative errno: the request could
+ * not be signed) and how the answer becomes a result. A new provider is a
+ * pair of functions and one row in sms_providers. */
+struct sms_provider_ops {
+    const char *name;
+    unsigned mask; /* FOR_* bit of its settings */
+    int (*build)(struct http_state *st, struct http_xfer *x, const struct sms_vars *vars);
+    void (*finish)(struct http_xfer *x, long code);
+};
+
+static int build_generic(struct http_state *st, struct http_xfer *x, const struct sms_vars *vars);
+static int build_twilio(struct http_state *st, struct http_xfer *x, const struct sms_vars *vars);
+static int build_aliyun(struct http_state *st, struct http_xfer *x, const struct sms_vars *vars);
+static void finish_generic(struct http_xfer *x, long code);
+static void finish_twilio(struct http_xfer *x, long code);
+static void finish_aliyun(struct http_xfer *x, long code);
+
+/* Indexed by enum sms_provider. */
+static const struct sms_provider_ops sms_providers[] = {
+    [SMS_GENERIC] = {"generic", FOR_GENERIC, build_generic, finish_generic},
+    [SMS_TWILIO] = {"twilio", FOR_TWILIO, build_twilio, finish_twilio},
+    [SMS_ALIYUN] = {"aliyun", FOR_ALIYUN, build_aliyun, finish_aliyun},
+};
+#define N_SMS_PROVIDERS (sizeof(sms_providers) / sizeof(sms_providers[0]))
+
+static const char *
+provider_name(enum sms_provider p)
+{
+    return sms_providers[p].name;
+}
 
 static const char *
 sms_var(const struct sms_vars *v, const char *name, size_t n)
@@ -1055,22 +881,18 @@ parse_settings(const struct conf_ctx *c, json_t *settings, struct http_state *st
     v = json_object_get(settings, "provider");
     if (st->kind == HTTP_SMS && v) {
         const char *p = json_string_value(v);
-        if (p && strcmp(p, "generic") == 0)
-            st->provider = SMS_GENERIC;
-        else if (p && strcmp(p, "twilio") == 0)
-            st->provider = SMS_TWILIO;
-        else if (p && strcmp(p, "aliyun") == 0)
-            st->provider = SMS_ALIYUN;
+        size_t i = 0;
+        while (p && i < N_SMS_PROVIDERS && strcmp(p, sms_providers[i].name) != 0)
+            i++;
+        if (p && i < N_SMS_PROVIDERS)
+            st->provider = (enum sms_provider)i;
         else {
             rc = conf_err(c, "provider: expected generic, twilio or aliyun, got %s%s%s",
                           p ? "\"" : json_kind(v), p ? p : "", p ? "\"" : "");
             return rc;
         }
     }
-    mask = st->kind == HTTP_WEBHOOK     ? FOR_WEBHOOK
-           : st->provider == SMS_TWILIO ? FOR_TWILIO
-           : st->provider == SMS_ALIYUN ? FOR_ALIYUN
-                                        : FOR_GENERIC;
+    mask = st->kind == HTTP_WEBHOOK ? FOR_WEBHOOK : sms_providers[st->provider].mask;
 
     json_object_foreach(settings, key, v)
     {
@@ -1226,6 +1048,7 @@ build_webhook(struct http_state *st, struct http_xfer *x, const struct nudge_mes
             json_decref(doc);
             /* A person can fix the file; never send unsigned instead. */
             send_result_set(r, SEND_TRANSIENT, rc, "%s", why);
+            send_result_blame(r, BLAME_SENDER);
             return rc;
         }
         key = own;
@@ -1290,7 +1113,7 @@ body_expand_json(const json_t *t, const struct sms_vars *vars)
     return json_deep_copy(t);
 }
 
-static void
+static int
 build_generic(struct http_state *st, struct http_xfer *x, const struct sms_vars *vars)
 {
     struct sbuf url, form;
@@ -1337,9 +1160,10 @@ build_generic(struct http_state *st, struct http_xfer *x, const struct sms_vars 
     if (!st->hdr_ctype && !x->get)
         add_header(x, "Content-Type: %s",
                    st->body_json ? "application/json" : "application/x-www-form-urlencoded");
+    return 0;
 }
 
-static void
+static int
 build_twilio(struct http_state *st, struct http_xfer *x, const struct sms_vars *vars)
 {
     struct sbuf url;
@@ -1356,6 +1180,7 @@ build_twilio(struct http_state *st, struct http_xfer *x, const struct sms_vars *
     add_header(x, "I-Twilio-Idempotency-Token: %s", vars->id);
     x->user = xstrdup(st->account_sid);
     x->password = st->auth_token;
+    return 0;
 }
 
 /* One parameter of an Aliyun RPC request. */
@@ -1451,6 +1276,11 @@ build_sms(struct http_state *st, struct http_xfer *x, const struct nudge_message
     if (sms_normalize_e164(m->to, st->default_cc, e164, sizeof(e164)) < 0) {
         send_result_set(r, SEND_PERMANENT, -EINVAL, "invalid phone number%s",
                    st->default_cc ? "" : " (no country code; set default_country_code?)");
+        /* Without a default country, a national number may be fine and the
+         * configuration incomplete: only an impossible number as written
+         * is the recipient's. */
+        if (st->default_cc || m->to[strspn(m->to, " ")] == '+')
+            send_result_blame(r, BLAME_RECIPIENT);
         return -EINVAL;
     }
     if ((segs = sms_segments(text, &ucs2)) < 0) {
@@ -1463,151 +1293,13 @@ build_sms(struct http_state *st, struct http_xfer *x, const struct nudge_message
     vars.from = st->from ? st->from : "";
     vars.id = idem_key(m, idbuf, sizeof(idbuf));
     snprintf(vars.segments, sizeof(vars.segments), "%d", segs);
-    switch (st->provider) {
-    case SMS_GENERIC:
-        build_generic(st, x, &vars);
-        break;
-    case SMS_TWILIO:
-        build_twilio(st, x, &vars);
-        break;
-    case SMS_ALIYUN:
-        if ((rc = build_aliyun(st, x, &vars)) < 0) {
-            send_result_set(r, SEND_TRANSIENT, rc, "cannot sign the Aliyun request");
-            return rc;
-        }
-        break;
+    if ((rc = sms_providers[st->provider].build(st, x, &vars)) < 0) {
+        send_result_set(r, SEND_TRANSIENT, rc, "cannot build the %s request",
+                        sms_providers[st->provider].name);
+        return rc;
     }
     add_header(x, "Expect:");
     add_header(x, "Idempotency-Key: %s", vars.id);
-    return 0;
-}
-
-/* ---- curl callbacks ------------------------------------------------------- */
-
-static size_t
-on_body(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct http_xfer *x = ud;
-    size_t n = size * nmemb, room = HTTP_RESP_MAX - x->resp.len;
-    if (x->resp.len < HTTP_RESP_MAX)
-        sbuf_add(&x->resp, data, n < room ? n : room);
-    return n;
-}
-
-/* Copies a header's value (after "Name:") trimmed into dst. */
-static void
-header_value(char *dst, size_t size, const char *line, size_t len, size_t namelen)
-{
-    const char *v = line + namelen;
-    size_t n = len - namelen;
-    while (n > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        n--;
-    }
-    while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
-        n--;
-    snprintf(dst, size, "%.*s", (int)n, v);
-}
-
-static size_t
-on_header(char *line, size_t size, size_t nmemb, void *ud)
-{
-    struct http_xfer *x = ud;
-    size_t n = size * nmemb;
-    if (n > 5 && strncmp(line, "HTTP/", 5) == 0) {
-        /* A new response (after a 1xx, say): forget the previous one's. */
-        const char *sp = memchr(line, ' ', n);
-        x->retry_after[0] = x->date[0] = x->reason[0] = '\0';
-        if (sp) {
-            const char *end = line + n;
-            sp++;
-            while (sp < end && *sp >= '0' && *sp <= '9')
-                sp++;
-            header_value(x->reason, sizeof(x->reason), sp, (size_t)(end - sp), 0);
-        }
-    } else if (n > 12 && strncasecmp(line, "Retry-After:", 12) == 0) {
-        header_value(x->retry_after, sizeof(x->retry_after), line, n, 12);
-    } else if (n > 5 && strncasecmp(line, "Date:", 5) == 0) {
-        header_value(x->date, sizeof(x->date), line, n, 5);
-    }
-    return n;
-}
-
-static void drain_done(struct http_state *st);
-
-static void
-on_poll(uv_poll_t *h, int status, int events)
-{
-    struct http_sock *s = (struct http_sock *)h;
-    struct http_state *st = s->st;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(st->multi, s->fd, flags, &running);
-    drain_done(st);
-}
-
-static void
-sock_free(uv_handle_t *h)
-{
-    free(h); /* the struct http_sock starts with the handle */
-}
-
-static int
-on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct http_state *st = userp;
-    struct http_sock *s = socketp;
-    int events = 0;
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            curl_multi_assign(st->multi, fd, NULL);
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, sock_free);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = xcalloc(1, sizeof(*s));
-        s->fd = fd;
-        s->st = st;
-        if (uv_poll_init_socket(&st->loop, &s->poll, fd) < 0) {
-            free(s);
-            return -1;
-        }
-        curl_multi_assign(st->multi, fd, s);
-    }
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
-    return 0;
-}
-
-static void
-on_timeout(uv_timer_t *t)
-{
-    struct http_state *st = t->data;
-    int running;
-    curl_multi_socket_action(st->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    drain_done(st);
-}
-
-static int
-on_timer_set(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct http_state *st = userp;
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&st->timer);
-    else
-        uv_timer_start(&st->timer, on_timeout, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
@@ -1683,9 +1375,20 @@ http_status_class(long code, bool sms)
     if (code == 408 || code == 429 || code >= 500)
         return SEND_TRANSIENT;
     /* The provider refusing our credentials says nothing about the number. */
-    if (sms && (code == 401 || code == 403 || code == 407))
+    if (code == 401 || code == 403 || code == 407)
         return SEND_TRANSIENT;
+    (void)sms;
     return SEND_PERMANENT;
+}
+
+enum send_blame
+http_blame(bool sms, long code)
+{
+    if (code == 401 || code == 403 || code == 407)
+        return BLAME_SENDER; /* our credentials or our signature */
+    if (!sms && code == 410)
+        return BLAME_RECIPIENT; /* the endpoint says it is gone for good */
+    return BLAME_NOBODY;
 }
 
 /* The first bytes of the response as one line of text. */
@@ -1718,6 +1421,7 @@ result_http(struct http_xfer *x, long code, bool sms, const char *detail)
     }
     send_result_set(r, s, (int)code, "HTTP %ld%s%s%s%s", code, x->reason[0] ? " " : "", x->reason,
                detail[0] ? ": " : "", detail);
+    send_result_blame(r, http_blame(sms, code));
     if (s == SEND_TRANSIENT) {
         r->retry_after = retry_after_seconds(x->retry_after, x->date);
         if (r->retry_after) {
@@ -1749,7 +1453,7 @@ json_path(json_t *doc, const char *path)
 static void
 finish_generic(struct http_xfer *x, long code)
 {
-    struct http_state *st = x->st;
+    struct http_state *st = x->owner;
     bool listed = false;
     if (!st->ok_status)
         listed = code >= 200 && code < 300;
@@ -1799,9 +1503,14 @@ finish_twilio(struct http_xfer *x, long code)
     doc = json_loadb(x->resp.s ? x->resp.s : "", x->resp.len, 0, NULL);
     msg = json_string_value(json_object_get(doc, "message"));
     if (msg) {
-        snprintf(detail, sizeof(detail), "Twilio %" JSON_INTEGER_FORMAT ": %s",
-                 json_integer_value(json_object_get(doc, "code")), msg);
+        json_int_t err = json_integer_value(json_object_get(doc, "code"));
+        enum send_blame b = twilio_error_blame((long)err);
+        snprintf(detail, sizeof(detail), "Twilio %" JSON_INTEGER_FORMAT ": %s", err, msg);
         result_http(x, code, true, detail);
+        /* Twilio's own code is more precise than the HTTP status, except
+         * that a busy or failing API stays a reason to wait. */
+        if (b != BLAME_NOBODY && code != 429 && code < 500)
+            send_result_blame(x->res, b);
     } else {
         result_http(x, code, true, NULL);
     }
@@ -1856,6 +1565,7 @@ finish_aliyun(struct http_xfer *x, long code)
     } else {
         send_result_set(x->res, aliyun_code_transient(c) ? SEND_TRANSIENT : SEND_PERMANENT, (int)code,
                    "Aliyun %s: %s", c, msg ? msg : "");
+        send_result_blame(x->res, aliyun_code_blame(c));
     }
     json_decref(doc);
 }
@@ -1863,7 +1573,7 @@ finish_aliyun(struct http_xfer *x, long code)
 static void
 xfer_finish(struct http_xfer *x, CURLcode rc)
 {
-    struct http_state *st = x->st;
+    struct http_state *st = x->owner;
     long code = 0, os_errno = 0;
     if (rc != CURLE_OK) {
         int e;
@@ -1893,244 +1603,33 @@ xfer_finish(struct http_xfer *x, CURLcode rc)
             result_http(x, code, false, NULL);
         return;
     }
-    switch (st->provider) {
-    case SMS_GENERIC:
-        finish_generic(x, code);
-        break;
-    case SMS_TWILIO:
-        finish_twilio(x, code);
-        break;
-    case SMS_ALIYUN:
-        finish_aliyun(x, code);
-        break;
-    }
+    sms_providers[st->provider].finish(x, code);
 }
 
-/* ---- the engine ------------------------------------------------------------ */
-
-static void
-xfer_clear(struct http_xfer *x)
-{
-    free(x->url);
-    x->url = NULL;
-    curl_slist_free_all(x->headers);
-    x->headers = NULL;
-    sbuf_free(&x->body);
-    sbuf_free(&x->resp);
-    free(x->user);
-    x->user = NULL;
-    x->password = NULL;
-    x->get = false;
-    x->res = NULL;
-    x->reason[0] = x->retry_after[0] = x->date[0] = x->errbuf[0] = '\0';
-}
-
-/* Builds message i on slot x and hands it to curl; 0, or <0 with the
- * result already filled. */
+/* The engine's build callback: message i as a webhook or SMS request. */
 static int
-xfer_start(struct http_state *st, struct http_xfer *x, size_t i)
+http_build(void *owner, struct http_xfer *x, size_t i)
 {
+    struct http_state *st = owner;
     const struct nudge_message *m = &st->msgs[i];
-    struct send_result *r = &st->res[i];
-    CURL *e = x->easy;
-    CURLMcode mc;
-    int rc;
-
-    xfer_clear(x);
-    x->res = r;
-    sbuf_adds(&x->body, "");
-    rc = st->kind == HTTP_WEBHOOK ? build_webhook(st, x, m, r) : build_sms(st, x, m, r);
-    if (rc < 0)
-        return rc;
-
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, x->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, st->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, st->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROXY, st->proxy ? st->proxy : "");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, st->user_agent);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)x);
-    if (x->get) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body.s);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
-    }
-    if (st->tls_ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, st->tls_ca_file);
-    if (x->user) {
-        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(e, CURLOPT_USERNAME, x->user);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, x->password);
-    }
-    if ((mc = curl_multi_add_handle(st->multi, e)) != CURLM_OK) {
-        send_result_set(r, SEND_TRANSIENT, -EIO, "curl: %s", curl_multi_strerror(mc));
-        return -EIO;
-    }
-    x->busy = true;
-    st->active++;
-    return 0;
-}
-
-/* Gives slot x the next message that can start, if any. */
-static void
-feed(struct http_state *st, struct http_xfer *x)
-{
-    while (st->next < st->n)
-        if (xfer_start(st, x, st->next++) == 0)
-            return;
+    return st->kind == HTTP_WEBHOOK ? build_webhook(st, x, m, x->res)
+                                    : build_sms(st, x, m, x->res);
 }
 
 static void
-drain_done(struct http_state *st)
+http_finish(void *owner, struct http_xfer *x, CURLcode rc)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(st->multi, &left))) {
-        CURL *e = msg->easy_handle;
-        CURLcode rc = msg->data.result;
-        char *priv = NULL;
-        struct http_xfer *x;
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-        x = (struct http_xfer *)priv;
-        xfer_finish(x, rc);
-        curl_multi_remove_handle(st->multi, e); /* msg is invalid from here */
-        x->busy = false;
-        st->active--;
-        feed(st, x);
-    }
-    if (st->active == 0)
-        uv_stop(&st->loop);
-}
-
-static int
-engine_init(struct http_state *st)
-{
-    int rc;
-    if (st->engine_ready)
-        return 0;
-    if ((rc = uv_loop_init(&st->loop)) < 0)
-        return rc;
-    uv_timer_init(&st->loop, &st->timer);
-    st->timer.data = st;
-    if (!(st->multi = curl_multi_init())) {
-        uv_close((uv_handle_t *)&st->timer, NULL);
-        uv_run(&st->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&st->loop);
-        return -ENOMEM;
-    }
-    curl_multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(st->multi, CURLMOPT_SOCKETDATA, (void *)st);
-    curl_multi_setopt(st->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
-    curl_multi_setopt(st->multi, CURLMOPT_TIMERDATA, (void *)st);
-    curl_multi_setopt(st->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)st->max_conns);
-    curl_multi_setopt(st->multi, CURLMOPT_MAXCONNECTS, (long)st->max_conns);
-    st->xfers = xcalloc((size_t)st->max_conns, sizeof(*st->xfers));
-    st->engine_ready = true;
-    return 0;
-}
-
-static void
-close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (uv_is_closing(h))
-        return;
-    uv_close(h, h->type == UV_POLL ? sock_free : NULL);
-}
-
-static void
-engine_free(struct http_state *st)
-{
-    if (!st->engine_ready)
-        return;
-    for (size_t i = 0; i < st->nxfers; i++)
-        if (st->xfers[i]->busy)
-            curl_multi_remove_handle(st->multi, st->xfers[i]->easy);
-    curl_multi_cleanup(st->multi);
-    for (size_t i = 0; i < st->nxfers; i++) {
-        curl_easy_cleanup(st->xfers[i]->easy);
-        xfer_clear(st->xfers[i]);
-        free(st->xfers[i]);
-    }
-    free(st->xfers);
-    uv_walk(&st->loop, close_walk, NULL);
-    uv_run(&st->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&st->loop) < 0)
-        log_warn("http", "channels.%s: a handle was left open at close", st->channel);
-    st->engine_ready = false;
+    (void)owner;
+    xfer_finish(x, rc);
 }
 
 static void
 http_send(void *state, const struct nudge_message *msgs, size_t n, struct send_result *res)
 {
     struct http_state *st = state;
-    size_t want;
-    int rc;
-
-    for (size_t i = 0; i < n; i++)
-        memset(&res[i], 0, sizeof(res[i]));
-    if (n == 0)
-        return;
-    if ((rc = engine_init(st)) < 0) {
-        for (size_t i = 0; i < n; i++)
-            send_result_set(&res[i], SEND_TRANSIENT, rc, "cannot start the HTTP engine: %s",
-                       strerror(-rc));
-        return;
-    }
     st->msgs = msgs;
-    st->res = res;
-    st->n = n;
-    st->next = 0;
-    st->active = 0;
-    /* Slots (easy handles) grow to the most a batch has used, up to max_conns. */
-    want = n < (size_t)st->max_conns ? n : (size_t)st->max_conns;
-    while (st->nxfers < want) {
-        struct http_xfer *x = xcalloc(1, sizeof(*x));
-        x->st = st;
-        if (!(x->easy = curl_easy_init())) {
-            free(x);
-            break;
-        }
-        st->xfers[st->nxfers++] = x;
-    }
-    if (st->nxfers == 0) {
-        for (size_t i = 0; i < n; i++)
-            send_result_set(&res[i], SEND_TRANSIENT, -ENOMEM, "cannot create a curl handle");
-        return;
-    }
-    for (size_t k = 0; k < st->nxfers && k < want; k++)
-        feed(st, st->xfers[k]);
-    if (st->active)
-        uv_run(&st->loop, UV_RUN_DEFAULT);
-    /* Only if the loop ran dry with transfers inside (it should not). */
-    for (size_t k = 0; k < st->nxfers; k++) {
-        struct http_xfer *x = st->xfers[k];
-        if (x->busy) {
-            curl_multi_remove_handle(st->multi, x->easy);
-            x->busy = false;
-            send_result_set(x->res, SEND_TRANSIENT, -EIO, "the transfer did not finish");
-        }
-        xfer_clear(x);
-    }
-    while (st->next < st->n)
-        send_result_set(&res[st->next++], SEND_TRANSIENT, -EIO, "the transfer did not start");
-    st->active = 0;
+    http_engine_run(&st->eng, n, res);
     st->msgs = NULL;
-    st->res = NULL;
-    st->n = 0;
 }
 
 static void
@@ -2139,7 +1638,7 @@ http_close(void *state)
     struct http_state *st = state;
     if (!st)
         return;
-    engine_free(st);
+    http_engine_free(&st->eng);
     if (st->hook_key) {
         OPENSSL_cleanse(st->hook_key, st->hook_keylen);
         free(st->hook_key);
@@ -2190,6 +1689,15 @@ http_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         http_close(st);
         return rc;
     }
+    st->eng.name = st->channel;
+    st->eng.timeout_ms = st->timeout_ms;
+    st->eng.max_conns = st->max_conns;
+    st->eng.user_agent = st->user_agent;
+    st->eng.proxy = st->proxy;
+    st->eng.tls_ca_file = st->tls_ca_file;
+    st->eng.owner = st;
+    st->eng.build = http_build;
+    st->eng.finish = http_finish;
     *state = st;
     return 0;
 }

@@ -1,7 +1,10 @@
 /*
  * channel_http.h: the `http` transport backend, carrying the webhook and sms
- * channels over libcurl, plus the SMS helpers other modules may use (E.164
- * normalisation, GSM-7 / UCS-2 segment counting).
+ * channels (channel_http.c: settings, requests and answers; the SMS
+ * providers are rows of its sms_providers table), sent by the HTTP engine
+ * (http_engine.c: curl multi on a private libuv loop), plus the SMS helpers
+ * other modules may use (E.164 normalisation, GSM-7 / UCS-2 segment
+ * counting, provider blame tables: channel_sms.c).
  *
  * ---- Design -----------------------------------------------------------------
  *
@@ -29,24 +32,32 @@
  *
  *   2xx                   SEND_OK (sms: subject to the provider's own check)
  *   3xx                   SEND_PERMANENT "redirects are not followed"
- *   410                   SEND_PERMANENT
+ *   410                   webhook: SEND_PERMANENT, blame recipient (the
+ *                         endpoint URL is suppressed); sms: SEND_PERMANENT
  *   408, 429, 5xx         SEND_TRANSIENT; Retry-After (delta-seconds or an
  *                         HTTP-date, taken relative to the response's Date
  *                         header, else the local clock) -> res.retry_after
  *                         (capped at 7 days)
- *   other 4xx             SEND_PERMANENT (webhook; sms: 401/403/407 are the
- *                         operator's credentials, not the recipient's, and
- *                         are SEND_TRANSIENT so messages wait for the fix)
+ *   401, 403, 407         SEND_TRANSIENT, blame sender: our credentials or
+ *                         signature; the channel pauses until fixed
+ *   other 4xx             SEND_PERMANENT, blame nobody
+ *   provider codes        twilio_error_blame / aliyun_code_blame refine the
+ *                         above: an invalid or unreachable number is the
+ *                         recipient's (permanent), account and sender errors
+ *                         ours (transient, pause)
  *   connection refused, reset, timeout, DNS and TLS failures
  *                         SEND_TRANSIENT, res.code = -errno (ECONNREFUSED,
  *                         ECONNRESET, ETIMEDOUT, EHOSTUNREACH, EPROTO), the
  *                         text from curl's error buffer
- *   malformed URL, other scheme, invalid phone number
+ *   malformed URL, other scheme
  *                         SEND_PERMANENT, res.code = -EINVAL
+ *   invalid phone number  SEND_PERMANENT, res.code = -EINVAL, blame
+ *                         recipient (nobody when a number written without
+ *                         a country code meets no default_country_code)
  *   unreadable or malformed webhook secret file
- *                         SEND_TRANSIENT, res.code = -errno / -EINVAL (a
- *                         person can fix it; a configured secret is never
- *                         skipped: nothing goes out unsigned)
+ *                         SEND_TRANSIENT, res.code = -errno / -EINVAL, blame
+ *                         sender (a person can fix it; a configured secret
+ *                         is never skipped: nothing goes out unsigned)
  * res.code is the HTTP status otherwise. classify_error() applies the
  * webhook column to a bare code.
  *
@@ -165,6 +176,20 @@
 
 /* Transport "http", channels "webhook" and "sms". */
 extern const struct channel_backend channel_backend_http;
+
+/* Who is to blame for HTTP status code from the webhook endpoint (sms
+ * false) or an SMS provider (sms true): 401/403/407 the sender (our
+ * credentials or signature), 410 from a webhook endpoint the recipient,
+ * anything else nobody (see Results above). */
+enum send_blame http_blame(bool sms, long code);
+/* Twilio's error code (the "code" of its error JSON): invalid or unreachable
+ * numbers and STOP replies are the recipient's, account, sender-number and
+ * permission errors ours, anything else nobody. */
+enum send_blame twilio_error_blame(long code);
+/* Aliyun's answer Code: isv.MOBILE_NUMBER_ILLEGAL the recipient's; keys,
+ * signature name, template, account and balance ours; anything else
+ * (throttling, isp.*, limits) nobody. */
+enum send_blame aliyun_code_blame(const char *code);
 
 /*
  * How many SMS segments utf8 takes. GSM-7 when every character is in the

@@ -2,6 +2,7 @@
  * config.c: reads nudge.yaml into struct config, with a located error for
  * every unknown key, wrong type or impossible value.
  */
+#include "channel_registry.h"
 #include "config.h"
 
 #include <errno.h>
@@ -50,9 +51,10 @@ config_defaults(const char *base)
     c->policy.quiet_end = -1;
     c->policy.max_per_day = 0;
     c->policy.max_per_week = 0;
-    c->channels = json_pack("{s{ss}s{ss}s{ss}s{ss}}", "email", "transport", "spool", "sms",
-                            "transport", "spool", "webhook", "transport", "spool", "task",
-                            "transport", "task");
+    c->channels = json_object();
+    for (size_t i = 0; i < channel_count; i++)
+        json_object_set_new(c->channels, channel_infos[i].name,
+                            json_pack("{ss}", "transport", channel_infos[i].default_transport));
     return c;
 }
 
@@ -153,8 +155,7 @@ load_policy(const struct ydoc *d, const struct ynode *n, struct config *c, struc
 static int
 load_channels(const struct ydoc *d, const struct ynode *n, struct config *c, struct nerr *err)
 {
-    static const char *const names[] = {"email", "sms", "webhook", "task", NULL};
-    if (ymap_check_keys(d, n, "channels", names, err) < 0)
+    if (ymap_check_keys(d, n, "channels", channel_names(), err) < 0)
         return -EINVAL;
     for (size_t i = 0; i < n->n; i++) {
         struct ynode *v = n->items[i], *t;

@@ -8,6 +8,7 @@
 #define NUDGE_DAEMON_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <uv.h>
@@ -34,6 +35,22 @@ struct slot {
     /* Results of the last job, read on the loop thread after it ran. */
     size_t claimed;
     long sent, failed, other;
+    bool probe;             /* this job is a paused channel's one probe message */
+    bool sender_fault;      /* a result blamed the sender or configuration */
+    bool settled_clean;     /* results came back and none blamed the sender */
+    char sender_why[256];   /* the first such result's error */
+};
+
+/* A channel paused after a sender or configuration fault (dispatch.c):
+ * no claims until `until`, then one probe message; a clean result, a
+ * reload or `nudgectl retry` resumes it. Written on the loop thread; read
+ * there and, under mu, by the HTTP listener's thread (/metrics). */
+struct chan_pause {
+    pthread_mutex_t mu;
+    int level;          /* consecutive pauses; 0 = running */
+    ntime_t since;      /* when the first of them began */
+    ntime_t until;      /* no claims before this */
+    char reason[256];   /* the fault, as the backend put it */
 };
 
 struct chan {
@@ -46,6 +63,7 @@ struct chan {
     int batch;        /* deliveries claimed at a time: the channel's own, else dispatch.batch */
     int64_t lifetime; /* retry lifetime: the channel's own, else dispatch.lifetime */
     int max_attempts; /* 0 = bounded by lifetime only */
+    struct chan_pause pause;
 };
 
 /* Someone waiting for "everything due up to now is settled" (advance). */
@@ -118,6 +136,16 @@ int dispatch_open(struct daemon *d, struct nerr *err);
 int dispatch_check(struct config *cfg, struct nerr *err);
 void dispatch_kick(struct daemon *d);
 void dispatch_close(struct daemon *d);
+/* The operator acted (reload, retry): every paused channel resumes at once
+ * and its retrying deliveries become due now. `why` goes to the log. */
+void dispatch_resume(struct daemon *d, const char *why);
+/* Each channel's transport and pause state, for status:
+ * {"email": {"transport": "smtp", "paused": true, "reason": "...",
+ * "since": T, "until": T}, ...}. Safe from any thread. */
+json_t *dispatch_channels_json(struct daemon *d);
+/* Prometheus lines: nudge_channel_paused{channel="..."} 0|1. Safe from any
+ * thread. */
+void dispatch_metrics(struct daemon *d, struct sbuf *out);
 
 /* admin.c */
 int admin_listen(struct daemon *d, struct nerr *err);

@@ -4,13 +4,29 @@
  * and runs one batch at a time on libuv's thread pool: claim due rows (with
  * a lease), render them, hand them to the backend in one send() call, record
  * every result. A slot whose batch was full goes again at once.
+ *
+ * What a failure does follows its blame (struct send_result):
+ *   recipient  the delivery is dead and the address goes on the suppression
+ *              list when the channel registry says the channel suppresses
+ *              (channel_info.suppresses);
+ *   sender     the delivery is retried with backoff like a transient one,
+ *              nobody is suppressed, and the channel pauses: no claims for
+ *              1 min, doubling with each pause in a row up to 1 h, then one
+ *              probe message; a probe without a sender fault resumes the
+ *              channel. `nudgectl reload` (or SIGHUP) and `nudgectl retry`
+ *              resume every paused channel at once and make its retrying
+ *              deliveries due. The pause is logged as an error, shown by
+ *              `nudgectl status` and exported as nudge_channel_paused;
+ *   nobody     transient: retried with backoff; permanent: dead, nothing else.
  */
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "channel_registry.h"
 #include "daemon.h"
 #include "log.h"
 #include "outbox.h"
@@ -82,12 +98,18 @@ job_work(uv_work_t *w)
     int64_t *sent_ids = NULL;
     char why[512];
     struct render_env env = {s->st, d->cfg, s->rs, d->secret, s->now};
+    const struct channel_info *ci = channel_info_find(c->name);
     bool reading;
 
     s->claimed = 0;
     s->sent = s->failed = s->other = 0;
+    s->sender_fault = s->settled_clean = false;
+    s->sender_why[0] = '\0';
     if (c->be->batch_max && c->be->batch_max < max)
         max = c->be->batch_max;
+    /* A paused channel whose pause ran out sends one probe message. */
+    if (s->probe)
+        max = 1;
     if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &ds, &n) < 0 || !n)
         goto out;
     s->claimed = n;
@@ -168,15 +190,23 @@ job_work(uv_work_t *w)
         } else {
             outbox_record(s->st, dl, &res[k], s->now, c->lifetime, c->max_attempts);
             s->failed++;
-            log_info("dispatch", "delivery %lld (%s, %s): %s: %s", (long long)dl->id, dl->rule,
-                     c->name, res[k].status == SEND_PERMANENT ? "permanent failure" : "will retry",
-                     res[k].error);
-            /* A permanent refusal of the address keeps later sends away from it. */
-            if (res[k].status == SEND_PERMANENT && m->to && res[k].code >= 500 &&
-                (!strcmp(c->name, "email") || !strcmp(c->name, "sms")))
+            log_info("dispatch", "delivery %lld (%s, %s): %s (%s's fault): %s", (long long)dl->id,
+                     dl->rule, c->name,
+                     res[k].status == SEND_PERMANENT ? "permanent failure" : "will retry",
+                     send_blame_name(res[k].blame), res[k].error);
+            /* Only a recipient fault keeps later sends away from the address;
+             * a sender fault pauses the channel instead (job_after). */
+            if (res[k].blame == BLAME_RECIPIENT && res[k].status == SEND_PERMANENT && m->to &&
+                m->to[0] && ci && ci->suppresses)
                 add_suppression(s->st, c->name, m->to, res[k].error, s->now);
         }
+        if (res[k].status != SEND_OK && res[k].blame == BLAME_SENDER) {
+            if (!s->sender_fault)
+                snprintf(s->sender_why, sizeof(s->sender_why), "%s", res[k].error);
+            s->sender_fault = true;
+        }
     }
+    s->settled_clean = nmsg > 0 && !s->sender_fault;
     outbox_record_sent(s->st, sent_ids, nsent, s->now);
     store_commit(s->st);
 out:
@@ -197,6 +227,110 @@ out:
 }
 
 static void job_start(struct slot *s);
+
+/* True while a paused channel must not claim (its pause has not run out). */
+static bool
+chan_paused(struct chan *c, ntime_t now)
+{
+    return c->pause.level > 0 && now < c->pause.until;
+}
+
+static void
+chan_pause(struct chan *c, ntime_t now, const char *why)
+{
+    char until[32];
+    int64_t delay = 60;
+    pthread_mutex_lock(&c->pause.mu);
+    snprintf(c->pause.reason, sizeof(c->pause.reason), "%s", why);
+    /* Slots already sending when the pause began report the same fault:
+     * one pause, not one more doubling per slot. */
+    if (chan_paused(c, now)) {
+        pthread_mutex_unlock(&c->pause.mu);
+        return;
+    }
+    for (int i = 0; i < c->pause.level && delay < 3600; i++)
+        delay *= 2;
+    if (delay > 3600)
+        delay = 3600;
+    if (!c->pause.level)
+        c->pause.since = now;
+    c->pause.level++;
+    c->pause.until = now + delay;
+    pthread_mutex_unlock(&c->pause.mu);
+    time_format_iso(c->pause.until, until, sizeof(until));
+    log_err("dispatch",
+            "channel %s paused until %s by a sender or configuration fault: %s. Nobody was "
+            "suppressed; its deliveries wait and are retried. Fix the channel's settings (or "
+            "the server's), then `nudgectl reload` to resume at once",
+            c->name, until, why);
+}
+
+static void
+chan_resume(struct chan *c, const char *why)
+{
+    pthread_mutex_lock(&c->pause.mu);
+    c->pause.level = 0;
+    c->pause.since = c->pause.until = 0;
+    c->pause.reason[0] = '\0';
+    pthread_mutex_unlock(&c->pause.mu);
+    log_notice("dispatch", "channel %s resumed: %s", c->name, why);
+}
+
+void
+dispatch_resume(struct daemon *d, const char *why)
+{
+    ntime_t now = daemon_now(d);
+    for (int i = 0; i < d->nchans; i++) {
+        struct chan *c = &d->chans[i];
+        if (!c->pause.level)
+            continue;
+        chan_resume(c, why);
+        /* The deliveries the fault held back go now, not at the end of
+         * their backoff. */
+        outbox_retry_channel(d->st, c->name, now);
+    }
+}
+
+json_t *
+dispatch_channels_json(struct daemon *d)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < d->nchans; i++) {
+        struct chan *c = &d->chans[i];
+        json_t *e = json_object();
+        char t[32];
+        json_object_set_new(e, "transport", json_string(c->be->name));
+        pthread_mutex_lock(&c->pause.mu);
+        json_object_set_new(e, "paused", json_boolean(c->pause.level > 0));
+        if (c->pause.level) {
+            json_object_set_new(e, "reason", json_string(c->pause.reason));
+            time_format_iso(c->pause.since, t, sizeof(t));
+            json_object_set_new(e, "since", json_string(t));
+            time_format_iso(c->pause.until, t, sizeof(t));
+            json_object_set_new(e, "until", json_string(t));
+            json_object_set_new(e, "pauses", json_integer(c->pause.level));
+        }
+        pthread_mutex_unlock(&c->pause.mu);
+        json_object_set_new(o, c->name, e);
+    }
+    return o;
+}
+
+void
+dispatch_metrics(struct daemon *d, struct sbuf *out)
+{
+    sbuf_adds(out, "# HELP nudge_channel_paused 1 while a sender or configuration fault keeps"
+                   " the channel paused (reason: nudgectl status).\n"
+                   "# TYPE nudge_channel_paused gauge\n");
+    for (int i = 0; i < d->nchans; i++) {
+        struct chan *c = &d->chans[i];
+        int paused;
+        pthread_mutex_lock(&c->pause.mu);
+        paused = c->pause.level > 0;
+        pthread_mutex_unlock(&c->pause.mu);
+        sbuf_printf(out, "nudge_channel_paused{channel=\"%s\"} %d\n", c->name, paused);
+    }
+}
 
 static void
 check_settled(struct daemon *d)
@@ -226,7 +360,12 @@ job_after(uv_work_t *w, int status)
     d->failed_total += s->failed;
     ruleset_unref(s->rs);
     s->rs = NULL;
-    if (s->claimed && !atomic_load(&d->stopping)) {
+    s->probe = false;
+    if (s->sender_fault)
+        chan_pause(s->chan, s->now, s->sender_why);
+    else if (s->settled_clean && s->chan->pause.level)
+        chan_resume(s->chan, "a message went through without a sender fault");
+    if (s->claimed && !atomic_load(&d->stopping) && !chan_paused(s->chan, daemon_now(d))) {
         job_start(s);
         return;
     }
@@ -241,10 +380,19 @@ static void
 job_start(struct slot *s)
 {
     struct daemon *d = s->chan->d;
+    struct chan *c = s->chan;
+    ntime_t now = daemon_now(d);
     if (s->busy || atomic_load(&d->stopping) || !d->rs)
         return;
+    if (c->pause.level) {
+        /* Paused: nothing until the pause runs out, then one slot sends one
+         * probe message. */
+        if (chan_paused(c, now) || s != &c->slots[0])
+            return;
+        s->probe = true;
+    }
     s->busy = true;
-    s->now = daemon_now(d);
+    s->now = now;
     s->rs = ruleset_ref(d->rs);
     s->work.data = s;
     d->jobs++;
@@ -319,6 +467,7 @@ chan_setup(struct daemon *d, struct chan *c, const char *name, json_t *settings,
 {
     const char *transport = json_string_value(json_object_get(settings, "transport"));
     const struct channel_backend *be = transport ? channel_backend_find(transport) : NULL;
+    const struct channel_info *ci, *mail;
     bool carries = false;
     if (!be) {
         struct sbuf names;
@@ -347,12 +496,18 @@ chan_setup(struct daemon *d, struct chan *c, const char *name, json_t *settings,
     if (check)
         json_object_set_new(c->settings, "_check", json_true());
     /* The task transport may notify assignees over the email channel. */
-    if (!strcmp(transport, "task") && json_object_get(d->cfg->channels, "email"))
+    if ((mail = channel_info_by_address(CHAN_ADDR_EMAIL)) &&
+        (ci = channel_info_find(name)) && ci->address == CHAN_ADDR_STAFF &&
+        json_object_get(d->cfg->channels, mail->name))
         json_object_set_new(c->settings, "_email",
-                            json_deep_copy(json_object_get(d->cfg->channels, "email")));
+                            json_deep_copy(json_object_get(d->cfg->channels, mail->name)));
+    /* Parallel sessions: nudge.yaml's dispatch.concurrency, else the
+     * transport's own default, else the channel's (the registry). */
     c->nslots = (int)d->cfg->dispatch.concurrency;
     if (!d->cfg->dispatch.concurrency_set && be->default_concurrency > 0)
         c->nslots = be->default_concurrency;
+    else if (!d->cfg->dispatch.concurrency_set && (ci = channel_info_find(name)))
+        c->nslots = ci->default_concurrency;
     c->batch = (int)d->cfg->dispatch.batch;
     c->lifetime = d->cfg->dispatch.lifetime;
     /* Per-channel dispatch settings are the dispatcher's, not the backend's. */
@@ -371,6 +526,7 @@ dispatch_open(struct daemon *d, struct nerr *err)
     json_object_foreach(d->cfg->channels, name, settings)
     {
         struct chan *c = &d->chans[d->nchans++];
+        pthread_mutex_init(&c->pause.mu, NULL);
         if (chan_setup(d, c, name, settings, false, err) < 0)
             return -EINVAL;
         c->slots = xcalloc((size_t)c->nslots, sizeof(*c->slots));
@@ -421,6 +577,7 @@ dispatch_close(struct daemon *d)
         free(c->slots);
         free(c->name);
         json_decref(c->settings);
+        pthread_mutex_destroy(&c->pause.mu);
     }
     d->nchans = 0;
 }

@@ -14,6 +14,7 @@
  * a repeated import a no-op down to the bytes of the database file, and it is
  * also what keeps updated_at meaningful.
  */
+#include "channel_registry.h"
 #include "import.h"
 
 #include <csv.h>
@@ -796,8 +797,6 @@ static const char *const known_cols[] = {
     "tier", "owner", "tags",       "consent_email", "consent_sms", "created_at", NULL,
 };
 
-/* Consent channels nudge delivers on, to catch "consent_emial". */
-static const char *const known_channels[] = {"email", "sms", "webhook", "task", NULL};
 
 struct ccol {
     enum col_kind kind;
@@ -945,7 +944,8 @@ cust_header(struct imp *im, char **fv, size_t nf)
             }
             cc->kind = K_CONSENT;
             cc->key = ch;
-            sugg = misspelt(ch, known_channels);
+            /* The registry's consent names, to catch "consent_emial". */
+            sugg = misspelt(ch, channel_consent_names());
             if (sugg && strcmp(sugg, ch) != 0)
                 row_warning(im, im->rec_line,
                             "column '%s' records consent for a channel called '%s' (did you "

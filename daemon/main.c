@@ -248,6 +248,8 @@ daemon_reload(struct daemon *d)
     d->rs = nrs;
     strv_free(d->attrs);
     d->attrs = attrs;
+    /* A reload is the operator's "I fixed it": paused channels try again. */
+    dispatch_resume(d, "the rules were reloaded");
     log_notice("nudged", "rules loaded from %s: %zu rule(s), version %llu (%zu added, %zu "
                          "removed, %zu changed)",
                nrs->dir, nrs->n, (unsigned long long)nrs->version, json_array_size(added),

@@ -197,6 +197,27 @@ print_counts(json_t *q)
     json_object_foreach(q, k, v) printf("  %-11s %lld\n", k, (long long)json_integer_value(v));
 }
 
+/* status: each channel's transport, and why a paused one is paused. */
+static void
+print_channels(json_t *chans)
+{
+    const char *k;
+    json_t *v;
+    if (!json_object_size(chans))
+        return;
+    printf("channels:\n");
+    json_object_foreach(chans, k, v)
+    {
+        if (json_is_true(json_object_get(v, "paused")))
+            printf("  %-11s %s, PAUSED since %s until %s: %s\n"
+                   "  %-11s (a sender or configuration fault; fix it, then nudgectl reload)\n",
+                   k, jstr(v, "transport"), jstr(v, "since"), jstr(v, "until"), jstr(v, "reason"),
+                   "");
+        else
+            printf("  %-11s %s, sending\n", k, jstr(v, "transport"));
+    }
+}
+
 static void
 print_human(const char *cmd, json_t *rep)
 {
@@ -213,6 +234,7 @@ print_human(const char *cmd, json_t *rep)
                                        : jstr(rep, "last_tick"));
         printf("fires:      %lld, deliveries enqueued %lld, late fires skipped %lld\n",
                jint(rep, "fires"), jint(rep, "enqueued"), jint(rep, "skipped_late"));
+        print_channels(json_object_get(rep, "channels"));
         printf("queue:\n");
         print_counts(json_object_get(rep, "queue"));
     } else if (!strcmp(cmd, "reload")) {

@@ -345,3 +345,17 @@ outbox_unsettled(struct store *st, ntime_t now, int64_t *count)
     sqlite3_finalize(s);
     return 0;
 }
+
+int
+outbox_retry_channel(struct store *st, const char *channel, ntime_t now)
+{
+    sqlite3_stmt *s;
+    int rc;
+    if (store_prepare(st, "UPDATE deliveries SET next_attempt_at = ?1 WHERE channel = ?2"
+                           " AND state = 'retry' AND next_attempt_at > ?1", &s) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
+    rc = step_done(st, s, "retry channel");
+    return rc < 0 ? rc : sqlite3_changes(st->db);
+}

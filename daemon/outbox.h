@@ -60,6 +60,9 @@ json_t *outbox_counts(struct store *st);
 json_t *outbox_list(struct store *st, const char *state, size_t limit);
 /* Makes a dead (or retrying) delivery due now; id < 0: every dead one. Returns how many. */
 int outbox_retry(struct store *st, int64_t id, ntime_t now);
+/* Makes every retrying delivery of channel due now (a paused channel
+ * resumed by the operator). Returns how many, or -EIO. */
+int outbox_retry_channel(struct store *st, const char *channel, ntime_t now);
 /* Rows still to be settled at or before `now` (pending/retry due, sending). */
 int outbox_unsettled(struct store *st, ntime_t now, int64_t *count);
 

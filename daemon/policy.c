@@ -2,6 +2,7 @@
  * policy.c: quiet hours and frequency caps, evaluated at send time in the
  * customer's zone.
  */
+#include "channel_registry.h"
 #include "policy.h"
 
 #include <stdio.h>
@@ -44,7 +45,9 @@ policy_check(struct store *st, const struct config *cfg, bool marketing, const c
              size_t whylen)
 {
     struct cal_local l;
-    if (!marketing || (strcmp(channel, "email") && strcmp(channel, "sms")))
+    const struct channel_info *ci = channel_info_find(channel);
+    /* Quiet hours and caps are for marketing that reaches a customer. */
+    if (!marketing || !ci || !ci->policy)
         return POLICY_SEND;
     if (!tz)
         tz = cfg->timezone;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "audience.h"
+#include "channel_registry.h"
 #include "calendar.h"
 #include "template.h"
 #include "ynode.h"
@@ -673,7 +674,8 @@ valid_name(const char *s)
 static int
 parse_action(struct loader *L, struct rule *r, const struct ynode *n, struct action *a)
 {
-    static const char *const kinds[] = {"email", "sms", "webhook", "task", NULL};
+    /* The registry's order is enum action_kind's (channel_registry.h). */
+    const char *const *kinds = channel_names();
     static const char *const email_keys[] = {"template", NULL};
     static const char *const sms_keys[] = {"text", "template", NULL};
     static const char *const hook_keys[] = {"url", "secret_file", NULL};
@@ -692,8 +694,8 @@ parse_action(struct loader *L, struct rule *r, const struct ynode *n, struct act
     if (k < 0) {
         const char *g = did_you_mean(n->keys[0]->value, kinds);
         yerr(L->doc, n->keys[0], L->err, "unknown action '%s'", n->keys[0]->value);
-        nerr_hint(L->err, "%s%s%sexpected one of: email, sms, webhook, task",
-                  g ? "did you mean '" : "", g ? g : "", g ? "'? " : "");
+        nerr_hint(L->err, "%s%s%sexpected one of: %s", g ? "did you mean '" : "", g ? g : "",
+                  g ? "'? " : "", channel_names_joined());
         return -EINVAL;
     }
     a->kind = (enum action_kind)k;

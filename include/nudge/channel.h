@@ -25,7 +25,32 @@ struct nerr;
 enum send_status {
     SEND_OK = 0,        /* accepted by the peer */
     SEND_TRANSIENT = 1, /* try again later (4xx, timeout, connection refused, 429, 5xx HTTP) */
-    SEND_PERMANENT = 2, /* never retry (5xx SMTP, invalid address, 410); feeds suppression */
+    SEND_PERMANENT = 2, /* never retry (5xx SMTP, invalid address, 410) */
+};
+
+/*
+ * Who a failure is attributed to; it decides what the failure does beyond
+ * the one delivery (the dispatcher, dispatch.c):
+ *   BLAME_NOBODY     nobody in particular: the network, a busy or broken
+ *                    peer (4xx, timeouts, resets, 429, HTTP 5xx), or a
+ *                    message that cannot be sent as written. Transient or
+ *                    permanent as status says; suppresses nobody.
+ *   BLAME_RECIPIENT  the address itself is bad (SMTP RCPT 5.1.x, 5xx after
+ *                    DATA for that recipient, an invalid or unreachable
+ *                    number, HTTP 410 from a webhook endpoint). Always
+ *                    SEND_PERMANENT; the address goes on the suppression
+ *                    list as the channel registry says (channel.c).
+ *   BLAME_SENDER     our side: the sender or the configuration (MAIL FROM
+ *                    or AUTH rejected, STARTTLS required but absent, a TLS
+ *                    certificate refused, provider 401/403). Always
+ *                    SEND_TRANSIENT: the message is retried with backoff,
+ *                    the channel pauses with an alert, nobody is suppressed.
+ * A backend that does not know leaves BLAME_NOBODY (the zero value).
+ */
+enum send_blame {
+    BLAME_NOBODY = 0,
+    BLAME_RECIPIENT = 1,
+    BLAME_SENDER = 2,
 };
 
 struct send_result {
@@ -33,6 +58,7 @@ struct send_result {
     int code;             /* protocol status (SMTP reply code, HTTP status) or -errno */
     int retry_after;      /* seconds the peer asked us to wait, 0 if none */
     char error[256];      /* human-readable reason, kept as the delivery's last_error */
+    enum send_blame blame; /* who is at fault when status is not SEND_OK */
 };
 
 /* A rendered message, ready for a backend. Strings are UTF-8 and owned by the dispatcher. */
@@ -89,9 +115,14 @@ struct channel_backend {
 };
 
 /* Fills r for a backend's send(): status, code, a printf-style reason, and
- * no Retry-After. */
+ * no Retry-After; blame is BLAME_NOBODY (see send_result_blame). */
 void send_result_set(struct send_result *r, enum send_status status, int code, const char *fmt,
                      ...) __attribute__((format(printf, 4, 5)));
+/* Sets r->blame and the status that goes with it: a recipient fault is
+ * permanent, a sender fault transient; BLAME_NOBODY leaves the status. */
+void send_result_blame(struct send_result *r, enum send_blame blame);
+/* "recipient", "sender" or "nobody", for logs and status. */
+const char *send_blame_name(enum send_blame blame);
 
 /* The registry (channel.c): finds a backend by transport name. */
 const struct channel_backend *channel_backend_find(const char *transport);

@@ -188,7 +188,7 @@ starttls_required_with_auth_delivers_over_verified_tls(void **state)
 }
 
 static void
-wrong_password_is_permanent_535(void **state)
+wrong_password_is_a_sender_fault_535(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[2];
@@ -203,8 +203,10 @@ wrong_password_is_permanent_535(void **state)
     st = open_on(&s, json);
     batch(msgs, 2);
     channel_backend_smtp.send(st, msgs, 2, res);
+    /* Our credentials, not the recipients': retried, never suppressed. */
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(res[i].status, SEND_PERMANENT);
+        assert_int_equal(res[i].status, SEND_TRANSIENT);
+        assert_int_equal(res[i].blame, BLAME_SENDER);
         assert_int_equal(res[i].code, 535);
         if (!strstr(res[i].error, "authentication as " USER " failed: 535"))
             fail_msg("error: %s", res[i].error);
@@ -235,6 +237,7 @@ required_starttls_missing_on_the_server_is_transient(void **state)
     batch(msgs, 1);
     channel_backend_smtp.send(st, msgs, 1, res);
     assert_int_equal(res[0].status, SEND_TRANSIENT);
+    assert_int_equal(res[0].blame, BLAME_SENDER);
     assert_int_equal(res[0].code, -EPROTONOSUPPORT);
     assert_non_null(strstr(res[0].error, "STARTTLS"));
     assert_int_equal(srv_stored(&s), 0);
@@ -258,6 +261,7 @@ untrusted_certificate_is_refused_before_auth(void **state)
     batch(msgs, 1);
     channel_backend_smtp.send(st, msgs, 1, res);
     assert_int_equal(res[0].status, SEND_TRANSIENT);
+    assert_int_equal(res[0].blame, BLAME_SENDER);
     assert_int_equal(res[0].code, -EPROTO);
     if (!strstr(res[0].error, "not trusted"))
         fail_msg("error: %s", res[0].error);
@@ -387,7 +391,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(starttls_required_with_auth_delivers_over_verified_tls),
-        cmocka_unit_test(wrong_password_is_permanent_535),
+        cmocka_unit_test(wrong_password_is_a_sender_fault_535),
         cmocka_unit_test(required_starttls_missing_on_the_server_is_transient),
         cmocka_unit_test(untrusted_certificate_is_refused_before_auth),
         cmocka_unit_test(certificate_for_another_host_is_refused),
