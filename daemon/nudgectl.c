@@ -436,7 +436,7 @@ cmd_render(const char *tmpl, const char *data, const char *partials, bool text)
         fprintf(stderr, "nudgectl: cannot read %s: %s\n", data, strerror(-r));
         return 1;
     }
-    j = json_loadb(raw, len, 0, &je);
+    j = json_loadb(raw, len, JSON_DECODE_ANY, &je);
     free(raw);
     if (!j) {
         fprintf(stderr, "%s:%d:%d: error: %s\n", data, je.line, je.column, je.text);

@@ -9,7 +9,9 @@
  * The tokenizer mirrors mustache.js's parseTemplate() step by step (same
  * scans, same whitespace class, same order of checks) because byte-for-byte
  * agreement in the odd corners is easier to keep by construction than by
- * patching differences one at a time.
+ * patching differences one at a time. The two places where the official
+ * spec's core modules decide otherwise (a standalone last line without '\n',
+ * dotted-name precedence) are marked where they depart from mustache.js.
  */
 #include "template.h"
 
@@ -493,8 +495,11 @@ tmpl_compile(const char *name, const char *src, size_t len, struct tmpl **out, s
         if (r < 0)
             goto out;
     }
-    /* No end_line() for a last line without '\n': mustache.js 3 never treats
-     * it as standalone (the spec does), and we render what it renders. */
+    /* The last line is standalone too when no '\n' ends it, as the spec's
+     * "Standalone Without Newline" cases require (mustache.js 3 keeps its
+     * whitespace): there is no next line, so it starts at the end. */
+    if (p.has_tag)
+        end_line(&p, len);
     if (p.depth > 0) {
         const struct node *o = &p.toks[p.stack[p.depth - 1]];
         char close[300], hint[600];
@@ -797,37 +802,41 @@ struct ctx {
     const struct ctx *parent;
 };
 
-/* mustache.js's Context.prototype.lookup(); NULL means undefined. */
+/*
+ * Resolves NAME against the context stack; NULL means not found. A plain name
+ * is looked up in each context from the innermost out. A dotted name a.b.c
+ * looks up only its first part that way; the context that has `a` then owns
+ * the whole name: if `b` or `c` is missing there the result is not found, and
+ * the outer contexts are not asked (the spec's "Dotted Names - Context
+ * Precedence": {{#a}}{{b.c}}{{/a}} never shows the outer b's c once a has a
+ * b). mustache.js 3 instead moves on to the parent contexts.
+ */
 static json_t *
 lookup(struct rstate *st, const struct ctx *c, const char *name, size_t n)
 {
     const char *dot = n > 1 ? memchr(name + 1, '.', n - 1) : NULL;
+    size_t first = dot ? (size_t)(dot - name) : n;
+    json_t *v;
     if (n == 1 && name[0] == '.')
         return c->view;
-    for (; c; c = c->parent) {
-        json_t *v = c->view;
-        bool hit = false;
-        if (!dot) {
-            /* Plain names are only looked up in objects (and arrays): a
-             * string context does not answer {{length}}. */
-            if (v && has_prop(v, name, n, false))
-                return get_prop(st, v, name, n);
-            continue;
-        }
-        for (size_t a = 0; v && !json_is_null(v) && a <= n;) {
-            const char *e = memchr(name + a, '.', n - a);
-            size_t b = e ? (size_t)(e - name) : n;
-            if (!e)
-                hit = has_prop(v, name + a, b - a, true);
-            v = get_prop(st, v, name + a, b - a);
-            a = b + 1;
-            if (!e)
-                break;
-        }
-        if (hit)
-            return v;
+    /* Names are only looked up in objects (and arrays): a string context does
+     * not answer {{length}}. */
+    while (c && !(c->view && has_prop(c->view, name, first, false)))
+        c = c->parent;
+    if (!c)
+        return NULL;
+    v = get_prop(st, c->view, name, first);
+    for (size_t a = first + 1; dot && v && a <= n;) {
+        const char *e = memchr(name + a, '.', n - a);
+        size_t b = e ? (size_t)(e - name) : n;
+        if (!has_prop(v, name + a, b - a, true))
+            return NULL;
+        v = get_prop(st, v, name + a, b - a);
+        if (!e)
+            break;
+        a = b + 1;
     }
-    return NULL;
+    return v;
 }
 
 /* --- rendering ------------------------------------------------------------ */

@@ -3,8 +3,11 @@
  * escaping, lookup, sections, partials, delimiters, the standalone-line
  * rules, located syntax errors and the limits. Every rendering expectation is
  * the exact output of mustache.js (with standalone partial indentation, see
- * template.h), except integers beyond 2^53, which nudge keeps exact;
- * tests/e2e/10-template-diff.sh checks a larger corpus against mustache.js.
+ * template.h), except integers beyond 2^53, which nudge keeps exact, and the
+ * cases where the official spec decides otherwise (dotted-name precedence,
+ * standalone tags on a last line without '\n'), which follow the spec;
+ * tests/e2e/10-template-diff.sh checks a larger corpus against mustache.js and
+ * tests/e2e/11-mustache-spec.sh the spec's core modules.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -167,12 +170,32 @@ test_dotted_names_walk_objects(void **state)
 }
 
 static void
-test_dotted_names_fall_back_to_parent_like_mustachejs(void **state)
+test_dotted_names_stop_where_first_part_is_found(void **state)
 {
     (void)state;
-    /* The spec says "" here; mustache.js keeps looking in parent contexts. */
-    check("{{#a}}{{b.c}}{{/a}}", "{\"a\": {\"b\": {}}, \"b\": {\"c\": \"parent\"}}", NULL,
-          "parent");
+    /* The spec's "Dotted Names - Context Precedence": a has a b, so b.c is
+     * resolved there and is missing; the outer b is not asked (mustache.js 3
+     * would print "parent"). */
+    check("{{#a}}[{{b.c}}]{{/a}}", "{\"a\": {\"b\": {}}, \"b\": {\"c\": \"parent\"}}",
+          NULL, "[]");
+    check("{{#a}}[{{#b.c}}yes{{/b.c}}{{^b.c}}no{{/b.c}}]{{/a}}",
+          "{\"a\": {\"b\": null}, \"b\": {\"c\": true}}", NULL, "[no]");
+    /* An inner context without b lets the lookup reach the outer one. */
+    check("{{#a}}[{{b.c}}]{{/a}}", "{\"a\": {\"x\": 1}, \"b\": {\"c\": \"parent\"}}",
+          NULL, "[parent]");
+    /* A broken chain at the top is empty, not an error. */
+    check("[{{a.b.c}}]", "{\"a\": {\"b\": {}}, \"c\": \"no\"}", NULL, "[]");
+}
+
+static void
+test_data_may_be_any_json_value(void **state)
+{
+    (void)state;
+    check("Hello, {{.}}!", "\"world\"", NULL, "Hello, world!");
+    check("{{.}} {{{.}}}", "\"<b>\"", NULL, "&lt;b&gt; <b>");
+    check("{{.}}", "85", NULL, "85");
+    check("[{{.}}|{{x}}]", "null", NULL, "[|]");
+    check("{{#.}}({{v}}){{/.}}", "[{\"v\": 1}, {\"v\": 2}]", NULL, "(1)(2)");
 }
 
 static void
@@ -295,11 +318,20 @@ test_standalone_without_previous_line(void **state)
 }
 
 static void
-test_standalone_at_eof_keeps_whitespace_like_mustachejs(void **state)
+test_standalone_on_last_line_without_newline(void **state)
 {
+    static const char *const parts[] = {"p", ">\n>", NULL};
     (void)state;
-    /* The spec removes the "  "; mustache.js 3 keeps it, and so do we. */
-    check("#{{#b}}\n/\n  {{/b}}", "{\"b\": true}", NULL, "#\n/\n  ");
+    /* The spec's "Standalone Without Newline" cases: the whitespace before
+     * the tag goes too (mustache.js 3 keeps it). */
+    check("#{{#b}}\n/\n  {{/b}}", "{\"b\": true}", NULL, "#\n/\n");
+    check("!\n  {{! c }}", "{}", NULL, "!\n");
+    check("a\n  {{=<% %>=}}", "{}", NULL, "a\n");
+    check(">\n  {{>p}}", "{}", parts, ">\n  >\n  >");
+    check("x\n  {{#b}}{{/b}}\t", "{\"b\": false}", NULL, "x\n");
+    /* Not standalone: text or an interpolation on the same line. */
+    check("a\n x {{! c }}", "{}", NULL, "a\n x ");
+    check("a\n  {{x}}", "{\"x\": 1}", NULL, "a\n  1");
 }
 
 static void
@@ -706,7 +738,8 @@ main(void)
         cmocka_unit_test(test_booleans_lists_objects_render_like_string),
         cmocka_unit_test(test_utf8_text_and_values_pass_through),
         cmocka_unit_test(test_dotted_names_walk_objects),
-        cmocka_unit_test(test_dotted_names_fall_back_to_parent_like_mustachejs),
+        cmocka_unit_test(test_dotted_names_stop_where_first_part_is_found),
+        cmocka_unit_test(test_data_may_be_any_json_value),
         cmocka_unit_test(test_context_stack_finds_outer_names),
         cmocka_unit_test(test_implicit_iterator),
         cmocka_unit_test(test_length_and_index_of_lists_and_strings),
@@ -720,7 +753,7 @@ main(void)
         cmocka_unit_test(test_standalone_lines_removed),
         cmocka_unit_test(test_standalone_lines_removed_with_crlf),
         cmocka_unit_test(test_standalone_without_previous_line),
-        cmocka_unit_test(test_standalone_at_eof_keeps_whitespace_like_mustachejs),
+        cmocka_unit_test(test_standalone_on_last_line_without_newline),
         cmocka_unit_test(test_several_tags_on_a_standalone_line),
         cmocka_unit_test(test_interpolation_makes_line_not_standalone),
         cmocka_unit_test(test_unicode_whitespace_counts_for_standalone),
