@@ -252,7 +252,7 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
     static const char *const keys[] = {"daily",   "weekly",  "monthly",     "cron",
                                        "anniversary", "holiday", "entered", "at",
                                        "days_before", "days_after", "calendar", "days",
-                                       "day", NULL};
+                                       "day", "backfill", NULL};
     struct trigger *t = &r->trigger;
     const struct ynode *kind_node = NULL, *v, *at = NULL;
     int nk = 0;
@@ -414,9 +414,21 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
             nerr_source(L->err, L->doc->text, L->doc->len);
             return -EINVAL;
         }
+        t->backfill = true;
+        if ((v = ymap_get(n, "backfill"))) {
+            if (v->type != YN_SCALAR || (strcmp(v->value, "true") && strcmp(v->value, "false")))
+                return yerr(L->doc, v, L->err, "backfill must be true or false"),
+                       nerr_hint(L->err, "backfill: false records the customers already inside "
+                                         "the condition at the first evaluation without a "
+                                         "message"),
+                       -EINVAL;
+            t->backfill = !strcmp(v->value, "true");
+        }
         break;
     }
     }
+    if (t->kind != TRIG_ENTERED && (v = ymap_get(n, "backfill")))
+        return yerr(L->doc, v, L->err, "backfill applies only to an entered trigger"), -EINVAL;
     if (at && parse_at(L, at, t) < 0)
         return -EINVAL;
     if ((v = ymap_get(n, "days_before"))) {
@@ -706,7 +718,8 @@ static int
 load_rule(struct loader *L, const char *path, struct rule **out)
 {
     static const char *const keys[] = {"name",     "description", "category", "trigger",
-                                       "audience", "coupon",      "actions",  NULL};
+                                       "audience", "coupon",      "actions",  "priority",
+                                       "on_cap",   NULL};
     struct rule *r = xcalloc(1, sizeof(*r));
     const struct ynode *root, *v;
     const char *s;
@@ -757,6 +770,27 @@ load_rule(struct loader *L, const char *path, struct rule **out)
             yerr(L->doc, v, L->err, "unknown category '%s'", s);
             nerr_hint(L->err, "expected marketing (caps, quiet hours, unsubscribe link) or care "
                               "(service messages and staff tasks)");
+            goto out;
+        }
+    }
+    if ((v = ymap_get(root, "priority"))) {
+        int64_t pr;
+        if (yget_int(L->doc, v, "priority", -1000, 1000, &pr, L->err) < 0) {
+            nerr_hint(L->err, "expected a whole number from -1000 to 1000; higher wins a "
+                              "crowded day, the default is 0");
+            goto out;
+        }
+        r->priority = (int)pr;
+    }
+    if ((v = ymap_get(root, "on_cap"))) {
+        if (yget_str(L->doc, v, "on_cap", &s, L->err) < 0)
+            goto out;
+        if (!strcmp(s, "drop"))
+            r->cap_drop = true;
+        else if (strcmp(s, "defer")) {
+            yerr(L->doc, v, L->err, "unknown on_cap '%s'", s);
+            nerr_hint(L->err, "expected defer (the default: send on the next day the caps "
+                              "allow) or drop (record it as suppressed)");
             goto out;
         }
     }

@@ -23,6 +23,7 @@
  *   deliveries(id INTEGER PRIMARY KEY, rule, customer_id, occurrence, action INTEGER,
  *          channel, state, due_at, created_at, attempts, next_attempt_at,
  *          lease_until, last_error, sent_at, marketing 0|1,
+ *          cap_at  -- when the frequency caps let it through (store_policy.c)
  *          UNIQUE(rule, customer_id, occurrence, action))
  *       state: pending | sending | sent | retry | dead | suppressed | skipped
  *   suppressions(channel, address, reason, created_at) PRIMARY KEY(channel, address)
@@ -44,7 +45,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 8
 
 struct store_stmt_cache;
 
