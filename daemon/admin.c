@@ -646,8 +646,10 @@ forecast_job(struct job *j)
     for (size_t i = 0; i < j->rs->n; i++) {
         if (only && strcmp(only, j->rs->rules[i]->name))
             continue;
-        if (evaluate_window(&ev, j->rs->rules[i], from, to, daemon_now(d), list_row, &L, &stats) <
-            0) {
+        /* The window is [from, to), as calendar APIs take it; the
+         * evaluator's is (from, to], and fires fall on whole seconds. */
+        if (evaluate_window(&ev, j->rs->rules[i], from - 1, to - 1, daemon_now(d), list_row, &L,
+                            &stats) < 0) {
             json_decref(L.rows);
             free(L.ats);
             listing_same_free(&L);
