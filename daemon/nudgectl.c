@@ -239,21 +239,43 @@ print_human(const char *cmd, json_t *rep)
             printf("\n");
         }
     } else if (!strcmp(cmd, "rules")) {
-        printf("%-24s %-10s %-12s %-9s %s\n", "RULE", "CATEGORY", "TRIGGER", "ACTIONS",
-               "NEXT FIRE (" "default zone)");
-        json_array_foreach(json_object_get(rep, "rules"), i, r)
+        /* Each column as wide as its longest value, so a long name or a
+         * list of several actions never pushes the next column out of line. */
+        static const char *const head[] = {"RULE", "CATEGORY", "TRIGGER", "ACTIONS"};
+        json_t *rules = json_object_get(rep, "rules");
+        size_t nr = json_array_size(rules);
+        char **acts = xcalloc(nr ? nr : 1, sizeof(*acts));
+        int w[4];
+        for (int c = 0; c < 4; c++)
+            w[c] = (int)strlen(head[c]);
+        json_array_foreach(rules, i, r)
         {
-            struct sbuf acts;
+            struct sbuf sb;
             size_t k;
             json_t *a;
-            sbuf_init(&acts);
+            const char *v[3] = {jstr(r, "name"), jstr(r, "category"), jstr(r, "trigger")};
+            sbuf_init(&sb);
+            sbuf_adds(&sb, "");
             json_array_foreach(json_object_get(r, "actions"), k, a)
-                sbuf_printf(&acts, "%s%s", k ? "," : "", json_string_value(a));
-            printf("%-24s %-10s %-12s %-9s %s %s\n", jstr(r, "name"), jstr(r, "category"),
-                   jstr(r, "trigger"), acts.s ? acts.s : "", jstr(r, "next_fire_local"),
-                   jstr(r, "next_occurrence"));
-            sbuf_free(&acts);
+                sbuf_printf(&sb, "%s%s", k ? "," : "", json_string_value(a));
+            acts[i] = xstrdup(sb.s);
+            sbuf_free(&sb);
+            for (int c = 0; c < 3; c++)
+                if ((int)strlen(v[c]) > w[c])
+                    w[c] = (int)strlen(v[c]);
+            if ((int)strlen(acts[i]) > w[3])
+                w[3] = (int)strlen(acts[i]);
         }
+        printf("%-*s  %-*s  %-*s  %-*s  %s\n", w[0], head[0], w[1], head[1], w[2], head[2], w[3],
+               head[3], "NEXT FIRE (default zone)");
+        json_array_foreach(rules, i, r)
+        {
+            printf("%-*s  %-*s  %-*s  %-*s  %s %s\n", w[0], jstr(r, "name"), w[1],
+                   jstr(r, "category"), w[2], jstr(r, "trigger"), w[3], acts[i],
+                   jstr(r, "next_fire_local"), jstr(r, "next_occurrence"));
+            free(acts[i]);
+        }
+        free(acts);
     } else if (!strcmp(cmd, "advance")) {
         printf("clock advanced from %s to %s\n", jstr(rep, "from"), jstr(rep, "now"));
         printf("deliveries enqueued %lld, sent %lld, failed %lld\nqueue:\n",
