@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "calendar.h"
+#include "check.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
@@ -348,13 +349,10 @@ static int
 cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
 {
     struct config *cfg = NULL;
-    struct holiday_set *hs = NULL;
     struct ruleset *rs = NULL;
-    struct rules_env env = {NULL, NULL};
     struct nerr err;
-    struct store *st = NULL;
-    char **attrs = NULL, *errors = NULL, buf[4096];
-    const char *caldir = NUDGE_DATADIR "/calendars";
+    char *errors = NULL, buf[4096];
+    const char *caldir = NUDGE_DATADIR "/calendars", *database = NULL;
     int rc = 1;
     nerr_clear(&err);
     log_set_level(LOG_LVL_WARN);
@@ -365,9 +363,8 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
             return 1;
         }
         caldir = cfg->calendars_dir;
-        /* Custom attributes make audience fields valid; read them if the store exists. */
-        if (access(cfg->database, R_OK) == 0 && store_open(cfg->database, &st, &err) == 0)
-            store_attribute_keys(st, &attrs);
+        /* Custom attributes make audience fields valid: read them, read-only. */
+        database = cfg->database;
     } else if (getenv("NUDGE_CALENDARS")) {
         caldir = getenv("NUDGE_CALENDARS");
     } else if (access(caldir, R_OK) != 0) {
@@ -376,22 +373,14 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
         snprintf(alt, sizeof(alt), "%s/../calendars", dir);
         caldir = access(alt, R_OK) == 0 ? alt : NUDGE_SOURCE_DIR "/calendars";
     }
-    if (holiday_set_load_dir(caldir, &hs, &err) < 0) {
-        nerr_format(&err, buf, sizeof(buf));
-        fputs(buf, stderr);
-        goto out;
-    }
-    env.holidays = hs;
-    env.known_attrs = (const char *const *)attrs;
-    if (ruleset_load(dir, &env, &rs, &errors) < 0) {
+    /* The same loading as `nudged --check` (check.c): same verdict, same messages. */
+    if (check_rules(dir, caldir, database, &rs, json_out ? &errors : NULL) < 0) {
         if (json_out) {
-            json_t *o = json_pack("{sbss}", "ok", 0, "error", errors);
+            json_t *o = json_pack("{sbss}", "ok", 0, "error", errors ? errors : "");
             char *s = json_dumps(o, JSON_INDENT(2));
             puts(s);
             free(s);
             json_decref(o);
-        } else {
-            fputs(errors, stderr);
         }
         goto out;
     }
@@ -400,6 +389,8 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
         for (size_t i = 0; i < rs->n; i++)
             json_array_append_new(names, json_string(rs->rules[i]->name));
         json_t *o = json_pack("{sbso}", "ok", 1, "rules", names);
+        if (errors)
+            json_object_set_new(o, "warnings", json_string(errors));
         char *s = json_dumps(o, JSON_INDENT(2));
         puts(s);
         free(s);
@@ -414,9 +405,6 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
 out:
     free(errors);
     ruleset_unref(rs);
-    holiday_set_free(hs);
-    strv_free(attrs);
-    store_close(st);
     config_free(cfg);
     return rc;
 }

@@ -208,6 +208,7 @@ struct loader {
     struct ydoc *doc;
     struct nerr *err;
     EVP_MD_CTX *md;
+    struct sbuf *warn; /* warnings of the whole load ("file:line:col: warning: ...\n") */
 };
 
 static int
@@ -361,6 +362,14 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
             known |= !strcmp(date_fields[i], f);
         for (const char *const *a = L->env->known_attrs; a && *a && !known; a++)
             known |= !strcmp(*a, f);
+        if (!known && !did_you_mean(f, date_fields)) {
+            /* Not a typo of a date field: a custom attribute not imported yet. */
+            sbuf_printf(L->warn, "%s:%d:%d: warning: '%s' is not a date field or an imported "
+                                 "attribute; it is read as a custom attribute (YYYY-MM-DD), "
+                                 "empty until an import brings it\n",
+                        L->doc->file, kind_node->line, kind_node->col, f);
+            known = true;
+        }
         if (!known) {
             const char *g = did_you_mean(f, date_fields);
             yerr(L->doc, kind_node, L->err, "'%s' is not a date field of customers", f);
@@ -414,6 +423,8 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
             nerr_source(L->err, L->doc->text, L->doc->len);
             return -EINVAL;
         }
+        if (t->condition->warnings)
+            sbuf_adds(L->warn, t->condition->warnings);
         t->backfill = true;
         if ((v = ymap_get(n, "backfill"))) {
             if (v->type != YN_SCALAR || (strcmp(v->value, "true") && strcmp(v->value, "false")))
@@ -480,10 +491,18 @@ check_var(void *ud, const char *name, int line, int col)
     for (const char *const *a = vc->L->env->known_attrs; a && *a; a++)
         if (!strcmp(*a, name))
             return;
+    g = did_you_mean(name, template_vars);
+    if (!g && !strchr(name, '.')) {
+        /* Not a typo of a known variable: a custom attribute not imported yet. */
+        sbuf_printf(vc->L->warn, "%s:%d:%d: warning: template variable '%s' is no customer "
+                                 "field or imported attribute; it renders empty until an "
+                                 "import brings it\n",
+                    vc->path, line, col, name);
+        return;
+    }
     vc->bad = 1;
     nerr_set(vc->L->err, vc->path, line, col, "unknown template variable '%s'", name);
     nerr_source(vc->L->err, vc->text, vc->len);
-    g = did_you_mean(name, template_vars);
     if (g)
         nerr_hint(vc->L->err, "did you mean '%s'?", g);
     else
@@ -805,6 +824,8 @@ load_rule(struct loader *L, const char *path, struct rule **out)
             nerr_source(L->err, L->doc->text, L->doc->len);
             goto out;
         }
+        if (r->audience->warnings)
+            sbuf_adds(L->warn, r->audience->warnings);
     }
     if ((v = ymap_get(root, "coupon")) && parse_coupon(L, r, v) < 0)
         goto out;
@@ -845,7 +866,7 @@ int
 ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out, char **errors)
 {
     static atomic_uint_fast64_t versions;
-    struct sbuf errs;
+    struct sbuf errs, warns;
     struct ruleset *rs = xcalloc(1, sizeof(*rs));
     DIR *d = opendir(dir);
     struct dirent *de;
@@ -854,6 +875,7 @@ ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out,
     int nerrs = 0;
 
     sbuf_init(&errs);
+    sbuf_init(&warns);
     *errors = NULL;
     rs->dir = xstrdup(dir);
     rs->refs = 1;
@@ -877,7 +899,7 @@ ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out,
     rs->rules = xcalloc(nn ? nn : 1, sizeof(*rs->rules));
     for (size_t i = 0; i < nn; i++) {
         struct nerr err;
-        struct loader L = {dir, env, NULL, &err, NULL};
+        struct loader L = {dir, env, NULL, &err, NULL, &warns};
         struct rule *r = NULL;
         char buf[4096];
         nerr_clear(&err);
@@ -907,6 +929,8 @@ done:
         free(names[i]);
     free(names);
     if (nerrs) {
+        sbuf_adds(&errs, warns.len ? warns.s : "");
+        sbuf_free(&warns);
         sbuf_printf(&errs, "%d error%s in %s; nothing was changed\n", nerrs, nerrs == 1 ? "" : "s",
                     dir);
         *errors = sbuf_steal(&errs);
@@ -914,6 +938,8 @@ done:
         return -EINVAL;
     }
     sbuf_free(&errs);
+    rs->warnings = warns.len ? sbuf_steal(&warns) : NULL;
+    sbuf_free(&warns);
     rs->version = ++versions;
     *out = rs;
     return 0;
@@ -935,6 +961,7 @@ ruleset_unref(struct ruleset *rs)
         rule_free(rs->rules[i]);
     free(rs->rules);
     free(rs->dir);
+    free(rs->warnings);
     free(rs);
 }
 

@@ -102,6 +102,8 @@ struct ruleset {
     struct rule **rules;
     size_t n;
     char *dir;
+    char *warnings;   /* NULL, or "file:line:col: warning: ...\n" lines (custom attributes
+                       * named before any import brought them) */
     uint64_t version; /* increases with every successful load */
     int refs;         /* the scheduler holds a reference while it evaluates */
 };

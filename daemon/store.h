@@ -58,6 +58,9 @@ struct store {
 /* Opens (creating if needed) and migrates to the current schema. */
 int store_open(const char *path, struct store **out, struct nerr *err);
 void store_close(struct store *st);
+/* Opens an existing database read-only (file:PATH?mode=ro): no migration, no
+ * pragma that writes, any schema version; for offline checks. */
+int store_open_readonly(const char *path, struct store **out, struct nerr *err);
 /* The schema version of an open database. */
 int store_schema_version(struct store *st);
 /* Migrates from whatever user_version the file has (0 = empty) to current. */
