@@ -327,13 +327,25 @@ print_human(const char *cmd, json_t *rep)
                 printf("Note: %s\n", jstr(r, "note"));
         }
     } else if (!strcmp(cmd, "tasks")) {
-        printf("%-6s %-10s %-12s %-21s %-12s %s\n", "ID", "KIND", "ASSIGNEE", "DUE", "CUSTOMER",
-               "NOTE");
+        /* Due in the assignee's zone; the customer by id and name; a
+         * notification given up for good is shown, not only stored. */
+        printf("%-6s %-10s %-12s %-25s %-28s %s\n", "ID", "KIND", "ASSIGNEE",
+               "DUE (assignee's zone)", "CUSTOMER", "NOTE");
         json_array_foreach(json_object_get(rep, "tasks"), i, r)
-            printf("%-6lld %-10s %-12s %-21s %-12s %s%s%s\n", jint(r, "id"), jstr(r, "kind"),
-                   jstr(r, "assignee"), jstr(r, "due_at"), jstr(r, "customer"), jstr(r, "note"),
-                   json_object_get(r, "done_at") ? "  [done: " : "",
-                   json_object_get(r, "done_at") ? jstr(r, "outcome") : "");
+        {
+            char *cust = xasprintf("%s%s%s", jstr(r, "customer"),
+                                   *jstr(r, "customer_name") ? " " : "", jstr(r, "customer_name"));
+            printf("%-6lld %-10s %-12s %-25s %-28s %s%s%s%s", jint(r, "id"), jstr(r, "kind"),
+                   jstr(r, "assignee"),
+                   *jstr(r, "due_local") ? jstr(r, "due_local") : jstr(r, "due_at"), cust,
+                   jstr(r, "note"), json_object_get(r, "done_at") ? "  [done: " : "",
+                   json_object_get(r, "done_at") ? jstr(r, "outcome") : "",
+                   json_object_get(r, "done_at") ? "]" : "");
+            if (*jstr(r, "notify_error"))
+                printf("  [notify failed: %s]", jstr(r, "notify_error"));
+            printf("\n");
+            free(cust);
+        }
     } else if (!strcmp(cmd, "task-done")) {
         printf("task %lld done\n", jint(rep, "id"));
     } else {
