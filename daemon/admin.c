@@ -650,8 +650,10 @@ forecast_job(struct job *j)
     for (size_t i = 0; i < j->rs->n; i++) {
         if (only && strcmp(only, j->rs->rules[i]->name))
             continue;
-        if (evaluate_window(&ev, j->rs->rules[i], from, to, daemon_now(d), list_row, &L, &stats) <
-            0) {
+        /* The window is [from, to), as calendar APIs take it; the
+         * evaluator's is (from, to], and fires fall on whole seconds. */
+        if (evaluate_window(&ev, j->rs->rules[i], from - 1, to - 1, daemon_now(d), list_row, &L,
+                            &stats) < 0) {
             json_decref(L.rows);
             free(L.ats);
             listing_same_free(&L);
@@ -783,6 +785,27 @@ cmd_preview(struct conn *c, json_t *req)
     job_start(c, req, preview_job);
 }
 
+/* The zone of staff member `name` (channels.task.staff: { name, tz }), else
+ * the default zone. */
+static const char *
+staff_zone(const struct config *cfg, const char *name)
+{
+    const char *key;
+    json_t *ch, *v;
+    size_t i;
+    json_object_foreach(cfg->channels, key, ch)
+    {
+        json_array_foreach(json_object_get(ch, "staff"), i, v)
+        {
+            const char *n = json_string_value(json_object_get(v, "name"));
+            const char *tz = json_string_value(json_object_get(v, "tz"));
+            if (name && n && tz && !strcmp(n, name))
+                return tz;
+        }
+    }
+    return cfg->timezone;
+}
+
 static void
 cmd_tasks(struct conn *c, json_t *req)
 {
@@ -819,6 +842,12 @@ cmd_tasks(struct conn *c, json_t *req)
                                                : json_null());
         json_object_set_new(o, "note", json_string((const char *)sqlite3_column_text(s, 3)));
         json_object_set_new(o, "due_at", jtime(sqlite3_column_int64(s, 4)));
+        {
+            /* Due as the assignee reads a clock: in their zone. */
+            const char *tz = staff_zone(c->d->cfg, (const char *)sqlite3_column_text(s, 2));
+            json_object_set_new(o, "due_local", jlocal(tz, sqlite3_column_int64(s, 4)));
+            json_object_set_new(o, "due_tz", json_string(tz));
+        }
         json_object_set_new(o, "created_at", jtime(sqlite3_column_int64(s, 5)));
         if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
             json_object_set_new(o, "done_at", jtime(sqlite3_column_int64(s, 6)));

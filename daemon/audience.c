@@ -176,6 +176,7 @@ struct parser {
     const char *const *attrs;
     struct nerr *err;      /* where perr() writes: the caller's, or lex_err */
     struct nerr *user_err; /* the caller's */
+    struct sbuf warn;      /* warnings, "file:line:col: warning: ...\n" each */
     size_t err_off;        /* offset of the last error reported */
 
     /* A lexical error is held back until the parser reaches it, so that
@@ -694,6 +695,50 @@ err_unknown_ident(struct parser *p, const struct token *t)
     return -EINVAL;
 }
 
+/*
+ * A bare name that is no field, function or imported attribute, and close
+ * to none of them (so not a typo): a custom attribute the first import has
+ * not brought yet. It is read as attr('name') with a warning, so a rule
+ * can be written (and the daemon started) before the data arrives.
+ */
+static bool
+take_as_attr(struct parser *p, const struct token *t)
+{
+    size_t n = N_FIELDS + N_FUNCS + 1, k = 0;
+    const char **cands;
+    char *word = xstrndup(p->src + t->off, t->len), *lower;
+    bool take;
+    int line, col;
+
+    for (const char *const *a = p->attrs; a && *a; a++)
+        n++;
+    cands = xcalloc(n, sizeof(*cands));
+    for (size_t f = 0; f < N_FIELDS; f++)
+        cands[k++] = fields[f].name;
+    for (size_t f = 0; f < N_FUNCS; f++)
+        cands[k++] = funcs[f].name;
+    for (const char *const *a = p->attrs; a && *a; a++)
+        cands[k++] = *a;
+    cands[k] = NULL;
+    lower = xstrdup(word);
+    for (char *w = lower; *w; w++)
+        if (*w >= 'A' && *w <= 'Z')
+            *w = (char)(*w - 'A' + 'a');
+    take = is_identifier(word) && !did_you_mean(word, cands) && !did_you_mean(lower, cands);
+    if (take) {
+        locate(p, t->off, &line, &col);
+        sbuf_printf(&p->warn,
+                    "%s:%d:%d: warning: '%s' is not a customer field or an imported attribute; "
+                    "it is read as the custom attribute attr('%s'), empty until an import "
+                    "brings it\n",
+                    p->file ? p->file : "audience", line, col, word, word);
+    }
+    free(cands);
+    free(lower);
+    free(word);
+    return take;
+}
+
 /* The error when a value or condition was needed and t cannot start one. */
 static int
 err_expected(struct parser *p, const char *what)
@@ -881,7 +926,7 @@ parse_value(struct parser *p, const char *what, struct node **out)
     n = new_node(p, N_FIELD, t->off);
     n->field = find_field(p, t);
     if (!n->field) {
-        if (!find_attr(p, t))
+        if (!find_attr(p, t) && !take_as_attr(p, t))
             return err_unknown_ident(p, t);
         n->kind = N_ATTR;
         n->key = xstrndup(p->src + t->off, t->len);
@@ -1895,6 +1940,7 @@ audience_compile(const char *expr, const char *file, int line, int col,
     p.col0 = col > 0 ? col : 1;
     p.attrs = known_attrs;
     p.err = err;
+    sbuf_init(&p.warn);
 
     if (p.len > AUD_MAX_LEN) {
         perr(&p, 0, "audience expression too long (%zu bytes, at most %d)", p.len, AUD_MAX_LEN);
@@ -1945,6 +1991,7 @@ audience_compile(const char *expr, const char *file, int line, int col,
     a->stepwise = analyse_days(&p, &a->cuts, &a->ncuts);
     a->dayrefs = p.dayrefs;
     a->ndayrefs = p.ndayrefs;
+    a->warnings = p.warn.len ? sbuf_steal(&p.warn) : NULL;
     p.params = NULL;
     p.nparams = 0;
     p.dayrefs = NULL;
@@ -1952,6 +1999,7 @@ audience_compile(const char *expr, const char *file, int line, int col,
     *out = a;
     r = 0;
 out:
+    sbuf_free(&p.warn);
     parser_free(&p);
     return r;
 }
@@ -1966,6 +2014,7 @@ audience_free(struct audience *a)
     free(a->params);
     free(a->sql);
     free(a->source);
+    free(a->warnings);
     for (size_t k = 0; k < a->ndayrefs; k++)
         audience_free(a->dayrefs[k].arg);
     free(a->dayrefs);

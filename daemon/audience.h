@@ -84,6 +84,8 @@ struct audience {
     struct aud_param *params; /* in the order of the `?` in sql */
     size_t nparams;
     char *source; /* the expression as written ("" for everyone) */
+    char *warnings; /* NULL, or "file:line:col: warning: ...\n" lines (names read as
+                     * custom attributes not imported yet) */
 
     /*
      * How the expression depends on the day, so that a caller evaluating it

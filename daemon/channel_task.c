@@ -32,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calendar.h"
 #include "channel_spool.h"
+#include "log.h"
 #include "util.h"
 
 /* A backend used to notify assignees, with its session. */
@@ -227,13 +229,22 @@ task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         sqlite3_busy_timeout(t->db, 10000);
     json_array_foreach(staff, i, v)
     {
-        if (!json_is_string(v)) {
-            nerr_set(err, file, line, 0, "channels.%s.staff must be a list of names", channel);
+        /* A name, or { name: N, tz: ZONE } for staff whose tasks `nudgectl
+         * tasks` shows in their own zone. */
+        json_t *tz = json_is_object(v) ? json_object_get(v, "tz") : NULL;
+        json_t *name = json_is_object(v) ? json_object_get(v, "name") : v;
+        if (!json_is_string(name) || (tz && (!json_is_string(tz) ||
+                                             !cal_zone_valid(json_string_value(tz))))) {
+            nerr_set(err, file, line, 0,
+                     "channels.%s.staff must be a list of names or { name, tz } mappings",
+                     channel);
+            nerr_hint(err, "e.g. staff: [alice, { name: chen.li, tz: Asia/Shanghai }] (tz an "
+                           "IANA zone)");
             task_close(t);
             return -EINVAL;
         }
         t->staff = xrealloc(t->staff, (t->nstaff + 1) * sizeof(*t->staff));
-        t->staff[t->nstaff++] = xstrdup(json_string_value(v));
+        t->staff[t->nstaff++] = xstrdup(json_string_value(name));
     }
     if (notify_open(t, channel, settings, err) < 0) {
         task_close(t);
@@ -441,6 +452,10 @@ task_notify(struct task_state *t, const struct nudge_message *m, struct send_res
             continue;
         }
         snprintf(why, sizeof(why), "%s: %s", mail ? "email" : "webhook", r.error);
+        if (r.status != SEND_OK)
+            log_warn("task", "task %" PRId64 ": notifying %s by %s failed for good: %s", k.id,
+                     k.assignee && k.assignee[0] ? k.assignee : "its assignee",
+                     mail ? "email" : "webhook", r.error);
         if (mark_notified(t, k.id, mail ? "notified_email_at" : "notified_webhook_at", m->date,
                           r.status == SEND_OK ? NULL : why) < 0)
             sbuf_printf(&failed, "%stasks table: %s", failed.len ? "; " : "",

@@ -30,6 +30,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "outbox.h"
+#include "policy.h"
 #include "render.h"
 #include "ynode.h"
 
@@ -80,6 +81,44 @@ struct held {
     bool release;          /* stopping: give the row back untouched */
     char *why;             /* the reason for skip/suppress/fail/defer (else NULL) */
 };
+
+/* Frequency caps for the batch's rendered messages (policy.h: one write
+ * transaction, so parallel slots cannot both take a customer's last slot).
+ * Messages over a cap leave the batch, held or dropped as policy says;
+ * returns how many remain in msgs/idx. */
+static size_t
+admit_caps(const struct render_env *env, const struct delivery *ds, struct rendered *rd,
+           struct nudge_message *msgs, size_t *idx, struct held *held, size_t nmsg)
+{
+    struct policy_msg *pm;
+    size_t k = 0;
+    if (!nmsg)
+        return 0;
+    pm = xcalloc(nmsg, sizeof(*pm));
+    for (size_t j = 0; j < nmsg; j++) {
+        const struct delivery *dl = &ds[idx[j]];
+        pm[j].delivery_id = dl->id;
+        pm[j].customer_id = dl->customer_id;
+        pm[j].rule = dl->rule;
+        pm[j].channel = msgs[j].channel;
+        pm[j].marketing = msgs[j].marketing;
+        pm[j].tz = json_string_value(json_object_get(rd[idx[j]].ctx, "tz"));
+        pm[j].due_at = dl->due_at;
+    }
+    policy_admit(env->st, env->cfg, env->rs, env->now, pm, nmsg);
+    for (size_t j = 0; j < nmsg; j++) {
+        if (pm[j].verdict == POLICY_SEND) {
+            msgs[k] = msgs[j];
+            idx[k++] = idx[j];
+            continue;
+        }
+        held[idx[j]].rs = pm[j].verdict == POLICY_DROP ? RENDER_SUPPRESS : RENDER_DEFER;
+        held[idx[j]].why = xstrdup(pm[j].why);
+        rd[idx[j]].defer_until = pm[j].until;
+    }
+    free(pm);
+    return k;
+}
 
 /* Worker thread: one batch. */
 static void
@@ -140,6 +179,7 @@ job_work(uv_work_t *w)
     }
     if (reading)
         store_commit(s->st);
+    nmsg = admit_caps(&env, ds, rd, msgs, idx, held, nmsg);
     if (nmsg && atomic_load(&d->stopping)) {
         for (size_t k = 0; k < nmsg; k++)
             held[idx[k]].release = true;

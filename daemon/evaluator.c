@@ -108,6 +108,7 @@ struct win {
     struct eval_stats *stats;
     struct idset *members; /* entered triggers */
     int64_t *snapshot;     /* the rule's rule_snapshots id once written, else 0 */
+    bool seeding; /* entered, backfill: false: record who is inside, send nothing */
 };
 
 static void
@@ -385,6 +386,8 @@ on_fire_entered(struct win *w, const struct fire *f, const char *today)
         if (member || !inside)
             continue;
         idset_add(w->members, id);
+        if (w->seeding)
+            w->stats->enqueued++; /* seeding counts the members it records */
         if (join) {
             sqlite3_bind_text(join, 1, r->name, -1, SQLITE_STATIC);
             sqlite3_bind_int64(join, 2, id);
@@ -393,6 +396,8 @@ on_fire_entered(struct win *w, const struct fire *f, const char *today)
                 goto fail;
             sqlite3_reset(join);
         }
+        if (w->seeding)
+            continue; /* already inside when the rule started: a member, no message */
         if (aud) {
             sqlite3_bind_int64(aud, aud_id, id);
             in_aud = sqlite3_step(aud) == SQLITE_ROW && sqlite3_column_int(aud, 0);
@@ -709,7 +714,7 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
     if ((rc = zones(ev, &z, &nz)) < 0)
         return rc;
     for (size_t i = 0; i < nz && rc >= 0; i++) {
-        struct win w = {ev, r, z[i], now, cb, ud, stats, &members, &snapshot};
+        struct win w = {ev, r, z[i], now, cb, ud, stats, &members, &snapshot, false};
         if (!cal_zone_valid(z[i])) {
             log_warn("eval", "customers with unknown time zone '%s' are skipped", z[i]);
             continue;
@@ -750,6 +755,42 @@ snapshots_gc(struct evaluator *ev, const struct ruleset *rs, ntime_t now)
         log_info("eval", "removed %ld rule snapshot(s) no queued delivery refers to", removed);
 }
 
+/*
+ * `entered` with backfill: false, on the rule's first evaluation: every
+ * customer inside the condition today (in their own zone) becomes a member
+ * without a message, so only those who enter later fire. The rule is new, so
+ * rule_members holds nothing for it yet (a renamed rule is a new rule).
+ */
+static int
+seed_members(struct evaluator *ev, const struct rule *r, ntime_t now, struct eval_stats *stats)
+{
+    char **z = NULL;
+    size_t nz = 0;
+    int rc;
+    struct idset members = {NULL, 0, 0};
+    if ((rc = zones(ev, &z, &nz)) < 0)
+        return rc;
+    for (size_t i = 0; i < nz && rc >= 0; i++) {
+        int64_t no_snapshot = 0; /* seeding enqueues nothing */
+        struct win w = {ev, r, z[i], now, NULL, NULL, stats, &members, &no_snapshot, true};
+        struct fire f = {.at = now};
+        struct cal_local l;
+        char today[11];
+        if (!cal_zone_valid(z[i]) || cal_utc_to_local(z[i], now, &l) < 0)
+            continue;
+        f.y = l.year;
+        f.m = l.month;
+        f.d = l.day;
+        fire_date(&f, today);
+        rc = on_fire_entered(&w, &f, today);
+    }
+    for (size_t i = 0; i < nz; i++)
+        free(z[i]);
+    free(z);
+    idset_free(&members);
+    return rc < 0 ? rc : 0;
+}
+
 int
 evaluate_due(struct evaluator *ev, const struct ruleset *rs, ntime_t now, int64_t catch_up,
              struct eval_stats *stats)
@@ -763,6 +804,24 @@ evaluate_due(struct evaluator *ev, const struct ruleset *rs, ntime_t now, int64_
         int rc;
         if (store_rule_progress_get(ev->st, r->name, &from) < 0) {
             /* A new rule starts now: it does not reach back into the past. */
+            if (r->trigger.kind == TRIG_ENTERED && !r->trigger.backfill) {
+                struct eval_stats seeded = {0, 0, 0};
+                if (store_begin(ev->st) < 0)
+                    return -EIO;
+                if (seed_members(ev, r, now, &seeded) < 0 ||
+                    store_rule_progress_set(ev->st, r->name, now) < 0) {
+                    store_rollback(ev->st);
+                    log_err("eval", "rule %s: recording the customers already inside failed; "
+                                    "it will be retried", r->name);
+                    continue;
+                }
+                if (store_commit(ev->st) < 0)
+                    return -EIO;
+                log_info("eval", "rule %s starts without a backlog (backfill: false): %ld "
+                                 "customer(s) already inside recorded as members, not sent",
+                         r->name, seeded.enqueued);
+                continue;
+            }
             if (store_rule_progress_set(ev->st, r->name, now) < 0)
                 return -EIO;
             continue;

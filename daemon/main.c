@@ -16,6 +16,7 @@
 
 #include "audience.h"
 #include "calendar.h"
+#include "check.h"
 #include "daemon.h"
 #include "http.h"
 #include "import.h"
@@ -229,6 +230,8 @@ daemon_reload(struct daemon *d)
         sd_notify(0, "READY=1");
         return rep;
     }
+    if (nrs->warnings)
+        log_warn("nudged", "rules loaded with warnings:\n%s", nrs->warnings);
     for (size_t i = 0; i < nrs->n; i++) {
         const struct rule *old = d->rs ? ruleset_find(d->rs, nrs->rules[i]->name) : NULL;
         if (!old)
@@ -296,10 +299,8 @@ check_only(const char *path)
 {
     struct config *cfg = NULL;
     struct nerr err;
-    struct holiday_set *hs = NULL;
     struct ruleset *rs = NULL;
-    struct rules_env env = {NULL, NULL};
-    char *errors = NULL, buf[4096];
+    char buf[4096];
     int rc = 1;
     nerr_clear(&err);
     if (config_load(path, &cfg, &err) < 0) {
@@ -307,16 +308,10 @@ check_only(const char *path)
         fputs(buf, stderr);
         return 1;
     }
-    if (holiday_set_load_dir(cfg->calendars_dir, &hs, &err) < 0) {
-        nerr_format(&err, buf, sizeof(buf));
-        fputs(buf, stderr);
+    /* The rules as `nudgectl check` sees them (check.c): the same verdict
+     * and messages; the database is only read, if it exists. */
+    if (check_rules(cfg->rules_dir, cfg->calendars_dir, cfg->database, &rs, NULL) < 0)
         goto out;
-    }
-    env.holidays = hs;
-    if (ruleset_load(cfg->rules_dir, &env, &rs, &errors) < 0) {
-        fputs(errors, stderr);
-        goto out;
-    }
     /* Then each channel's settings, checked by its backend: start-up's order. */
     if (dispatch_check(cfg, &err) < 0) {
         nerr_format(&err, buf, sizeof(buf));
@@ -326,9 +321,7 @@ check_only(const char *path)
     printf("configuration OK (%zu rule%s in %s)\n", rs->n, rs->n == 1 ? "" : "s", cfg->rules_dir);
     rc = 0;
 out:
-    free(errors);
     ruleset_unref(rs);
-    holiday_set_free(hs);
     config_free(cfg);
     return rc;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "calendar.h"
+#include "check.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
@@ -261,21 +262,43 @@ print_human(const char *cmd, json_t *rep)
             printf("\n");
         }
     } else if (!strcmp(cmd, "rules")) {
-        printf("%-24s %-10s %-12s %-9s %s\n", "RULE", "CATEGORY", "TRIGGER", "ACTIONS",
-               "NEXT FIRE (" "default zone)");
-        json_array_foreach(json_object_get(rep, "rules"), i, r)
+        /* Each column as wide as its longest value, so a long name or a
+         * list of several actions never pushes the next column out of line. */
+        static const char *const head[] = {"RULE", "CATEGORY", "TRIGGER", "ACTIONS"};
+        json_t *rules = json_object_get(rep, "rules");
+        size_t nr = json_array_size(rules);
+        char **acts = xcalloc(nr ? nr : 1, sizeof(*acts));
+        int w[4];
+        for (int c = 0; c < 4; c++)
+            w[c] = (int)strlen(head[c]);
+        json_array_foreach(rules, i, r)
         {
-            struct sbuf acts;
+            struct sbuf sb;
             size_t k;
             json_t *a;
-            sbuf_init(&acts);
+            const char *v[3] = {jstr(r, "name"), jstr(r, "category"), jstr(r, "trigger")};
+            sbuf_init(&sb);
+            sbuf_adds(&sb, "");
             json_array_foreach(json_object_get(r, "actions"), k, a)
-                sbuf_printf(&acts, "%s%s", k ? "," : "", json_string_value(a));
-            printf("%-24s %-10s %-12s %-9s %s %s\n", jstr(r, "name"), jstr(r, "category"),
-                   jstr(r, "trigger"), acts.s ? acts.s : "", jstr(r, "next_fire_local"),
-                   jstr(r, "next_occurrence"));
-            sbuf_free(&acts);
+                sbuf_printf(&sb, "%s%s", k ? "," : "", json_string_value(a));
+            acts[i] = xstrdup(sb.s);
+            sbuf_free(&sb);
+            for (int c = 0; c < 3; c++)
+                if ((int)strlen(v[c]) > w[c])
+                    w[c] = (int)strlen(v[c]);
+            if ((int)strlen(acts[i]) > w[3])
+                w[3] = (int)strlen(acts[i]);
         }
+        printf("%-*s  %-*s  %-*s  %-*s  %s\n", w[0], head[0], w[1], head[1], w[2], head[2], w[3],
+               head[3], "NEXT FIRE (default zone)");
+        json_array_foreach(rules, i, r)
+        {
+            printf("%-*s  %-*s  %-*s  %-*s  %s %s\n", w[0], jstr(r, "name"), w[1],
+                   jstr(r, "category"), w[2], jstr(r, "trigger"), w[3], acts[i],
+                   jstr(r, "next_fire_local"), jstr(r, "next_occurrence"));
+            free(acts[i]);
+        }
+        free(acts);
     } else if (!strcmp(cmd, "advance")) {
         printf("clock advanced from %s to %s\n", jstr(rep, "from"), jstr(rep, "now"));
         printf("deliveries enqueued %lld, sent %lld, failed %lld\nqueue:\n",
@@ -326,13 +349,25 @@ print_human(const char *cmd, json_t *rep)
                 printf("Note: %s\n", jstr(r, "note"));
         }
     } else if (!strcmp(cmd, "tasks")) {
-        printf("%-6s %-10s %-12s %-21s %-12s %s\n", "ID", "KIND", "ASSIGNEE", "DUE", "CUSTOMER",
-               "NOTE");
+        /* Due in the assignee's zone; the customer by id and name; a
+         * notification given up for good is shown, not only stored. */
+        printf("%-6s %-10s %-12s %-25s %-28s %s\n", "ID", "KIND", "ASSIGNEE",
+               "DUE (assignee's zone)", "CUSTOMER", "NOTE");
         json_array_foreach(json_object_get(rep, "tasks"), i, r)
-            printf("%-6lld %-10s %-12s %-21s %-12s %s%s%s\n", jint(r, "id"), jstr(r, "kind"),
-                   jstr(r, "assignee"), jstr(r, "due_at"), jstr(r, "customer"), jstr(r, "note"),
-                   json_object_get(r, "done_at") ? "  [done: " : "",
-                   json_object_get(r, "done_at") ? jstr(r, "outcome") : "");
+        {
+            char *cust = xasprintf("%s%s%s", jstr(r, "customer"),
+                                   *jstr(r, "customer_name") ? " " : "", jstr(r, "customer_name"));
+            printf("%-6lld %-10s %-12s %-25s %-28s %s%s%s%s", jint(r, "id"), jstr(r, "kind"),
+                   jstr(r, "assignee"),
+                   *jstr(r, "due_local") ? jstr(r, "due_local") : jstr(r, "due_at"), cust,
+                   jstr(r, "note"), json_object_get(r, "done_at") ? "  [done: " : "",
+                   json_object_get(r, "done_at") ? jstr(r, "outcome") : "",
+                   json_object_get(r, "done_at") ? "]" : "");
+            if (*jstr(r, "notify_error"))
+                printf("  [notify failed: %s]", jstr(r, "notify_error"));
+            printf("\n");
+            free(cust);
+        }
     } else if (!strcmp(cmd, "task-done")) {
         printf("task %lld done\n", jint(rep, "id"));
     } else {
@@ -348,13 +383,10 @@ static int
 cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
 {
     struct config *cfg = NULL;
-    struct holiday_set *hs = NULL;
     struct ruleset *rs = NULL;
-    struct rules_env env = {NULL, NULL};
     struct nerr err;
-    struct store *st = NULL;
-    char **attrs = NULL, *errors = NULL, buf[4096];
-    const char *caldir = NUDGE_DATADIR "/calendars";
+    char *errors = NULL, buf[4096];
+    const char *caldir = NUDGE_DATADIR "/calendars", *database = NULL;
     int rc = 1;
     nerr_clear(&err);
     log_set_level(LOG_LVL_WARN);
@@ -365,9 +397,8 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
             return 1;
         }
         caldir = cfg->calendars_dir;
-        /* Custom attributes make audience fields valid; read them if the store exists. */
-        if (access(cfg->database, R_OK) == 0 && store_open(cfg->database, &st, &err) == 0)
-            store_attribute_keys(st, &attrs);
+        /* Custom attributes make audience fields valid: read them, read-only. */
+        database = cfg->database;
     } else if (getenv("NUDGE_CALENDARS")) {
         caldir = getenv("NUDGE_CALENDARS");
     } else if (access(caldir, R_OK) != 0) {
@@ -376,22 +407,14 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
         snprintf(alt, sizeof(alt), "%s/../calendars", dir);
         caldir = access(alt, R_OK) == 0 ? alt : NUDGE_SOURCE_DIR "/calendars";
     }
-    if (holiday_set_load_dir(caldir, &hs, &err) < 0) {
-        nerr_format(&err, buf, sizeof(buf));
-        fputs(buf, stderr);
-        goto out;
-    }
-    env.holidays = hs;
-    env.known_attrs = (const char *const *)attrs;
-    if (ruleset_load(dir, &env, &rs, &errors) < 0) {
+    /* The same loading as `nudged --check` (check.c): same verdict, same messages. */
+    if (check_rules(dir, caldir, database, &rs, json_out ? &errors : NULL) < 0) {
         if (json_out) {
-            json_t *o = json_pack("{sbss}", "ok", 0, "error", errors);
+            json_t *o = json_pack("{sbss}", "ok", 0, "error", errors ? errors : "");
             char *s = json_dumps(o, JSON_INDENT(2));
             puts(s);
             free(s);
             json_decref(o);
-        } else {
-            fputs(errors, stderr);
         }
         goto out;
     }
@@ -400,6 +423,8 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
         for (size_t i = 0; i < rs->n; i++)
             json_array_append_new(names, json_string(rs->rules[i]->name));
         json_t *o = json_pack("{sbso}", "ok", 1, "rules", names);
+        if (errors)
+            json_object_set_new(o, "warnings", json_string(errors));
         char *s = json_dumps(o, JSON_INDENT(2));
         puts(s);
         free(s);
@@ -414,9 +439,6 @@ cmd_check(const char *cfgpath, bool cfg_given, const char *dir)
 out:
     free(errors);
     ruleset_unref(rs);
-    holiday_set_free(hs);
-    strv_free(attrs);
-    store_close(st);
     config_free(cfg);
     return rc;
 }

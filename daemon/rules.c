@@ -222,6 +222,7 @@ struct loader {
     EVP_MD_CTX *md;
     struct rule *rule;  /* the rule being loaded: where partials go */
     bool err_elsewhere; /* err is located in a partial's file, not the template */
+    struct sbuf *warn; /* warnings of the whole load ("file:line:col: warning: ...\n") */
 };
 
 static int
@@ -266,7 +267,7 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
     static const char *const keys[] = {"daily",   "weekly",  "monthly",     "cron",
                                        "anniversary", "holiday", "entered", "at",
                                        "days_before", "days_after", "calendar", "days",
-                                       "day", NULL};
+                                       "day", "backfill", NULL};
     struct trigger *t = &r->trigger;
     const struct ynode *kind_node = NULL, *v, *at = NULL;
     int nk = 0;
@@ -375,6 +376,14 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
             known |= !strcmp(date_fields[i], f);
         for (const char *const *a = L->env->known_attrs; a && *a && !known; a++)
             known |= !strcmp(*a, f);
+        if (!known && !did_you_mean(f, date_fields)) {
+            /* Not a typo of a date field: a custom attribute not imported yet. */
+            sbuf_printf(L->warn, "%s:%d:%d: warning: '%s' is not a date field or an imported "
+                                 "attribute; it is read as a custom attribute (YYYY-MM-DD), "
+                                 "empty until an import brings it\n",
+                        L->doc->file, kind_node->line, kind_node->col, f);
+            known = true;
+        }
         if (!known) {
             const char *g = did_you_mean(f, date_fields);
             yerr(L->doc, kind_node, L->err, "'%s' is not a date field of customers", f);
@@ -428,9 +437,23 @@ parse_trigger(struct loader *L, struct rule *r, const struct ynode *n)
             nerr_source(L->err, L->doc->text, L->doc->len);
             return -EINVAL;
         }
+        if (t->condition->warnings)
+            sbuf_adds(L->warn, t->condition->warnings);
+        t->backfill = true;
+        if ((v = ymap_get(n, "backfill"))) {
+            if (v->type != YN_SCALAR || (strcmp(v->value, "true") && strcmp(v->value, "false")))
+                return yerr(L->doc, v, L->err, "backfill must be true or false"),
+                       nerr_hint(L->err, "backfill: false records the customers already inside "
+                                         "the condition at the first evaluation without a "
+                                         "message"),
+                       -EINVAL;
+            t->backfill = !strcmp(v->value, "true");
+        }
         break;
     }
     }
+    if (t->kind != TRIG_ENTERED && (v = ymap_get(n, "backfill")))
+        return yerr(L->doc, v, L->err, "backfill applies only to an entered trigger"), -EINVAL;
     if (at && parse_at(L, at, t) < 0)
         return -EINVAL;
     if ((v = ymap_get(n, "days_before"))) {
@@ -482,10 +505,18 @@ check_var(void *ud, const char *name, int line, int col)
     for (const char *const *a = vc->L->env->known_attrs; a && *a; a++)
         if (!strcmp(*a, name))
             return;
+    g = did_you_mean(name, template_vars);
+    if (!g && !strchr(name, '.')) {
+        /* Not a typo of a known variable: a custom attribute not imported yet. */
+        sbuf_printf(vc->L->warn, "%s:%d:%d: warning: template variable '%s' is no customer "
+                                 "field or imported attribute; it renders empty until an "
+                                 "import brings it\n",
+                    vc->path, line, col, name);
+        return;
+    }
     vc->bad = 1;
     nerr_set(vc->L->err, vc->path, line, col, "unknown template variable '%s'", name);
     nerr_source(vc->L->err, vc->text, vc->len);
-    g = did_you_mean(name, template_vars);
     if (g)
         nerr_hint(vc->L->err, "did you mean '%s'?", g);
     else
@@ -1043,7 +1074,8 @@ static int
 load_rule(struct loader *L, const char *path, struct rule **out)
 {
     static const char *const keys[] = {"name",     "description", "category", "trigger",
-                                       "audience", "coupon",      "actions",  NULL};
+                                       "audience", "coupon",      "actions",  "priority",
+                                       "on_cap",   NULL};
     struct rule *r = xcalloc(1, sizeof(*r));
     const struct ynode *root, *v;
     const char *s;
@@ -1098,6 +1130,27 @@ load_rule(struct loader *L, const char *path, struct rule **out)
             goto out;
         }
     }
+    if ((v = ymap_get(root, "priority"))) {
+        int64_t pr;
+        if (yget_int(L->doc, v, "priority", -1000, 1000, &pr, L->err) < 0) {
+            nerr_hint(L->err, "expected a whole number from -1000 to 1000; higher wins a "
+                              "crowded day, the default is 0");
+            goto out;
+        }
+        r->priority = (int)pr;
+    }
+    if ((v = ymap_get(root, "on_cap"))) {
+        if (yget_str(L->doc, v, "on_cap", &s, L->err) < 0)
+            goto out;
+        if (!strcmp(s, "drop"))
+            r->cap_drop = true;
+        else if (strcmp(s, "defer")) {
+            yerr(L->doc, v, L->err, "unknown on_cap '%s'", s);
+            nerr_hint(L->err, "expected defer (the default: send on the next day the caps "
+                              "allow) or drop (record it as suppressed)");
+            goto out;
+        }
+    }
     if (parse_trigger(L, r, ymap_get(root, "trigger")) < 0)
         goto out;
     if ((v = ymap_get(root, "audience"))) {
@@ -1109,6 +1162,8 @@ load_rule(struct loader *L, const char *path, struct rule **out)
             nerr_source(L->err, L->doc->text, L->doc->len);
             goto out;
         }
+        if (r->audience->warnings)
+            sbuf_adds(L->warn, r->audience->warnings);
     }
     if ((v = ymap_get(root, "coupon")) && parse_coupon(L, r, v) < 0)
         goto out;
@@ -1151,7 +1206,7 @@ int
 ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out, char **errors)
 {
     static atomic_uint_fast64_t versions;
-    struct sbuf errs;
+    struct sbuf errs, warns;
     struct ruleset *rs = xcalloc(1, sizeof(*rs));
     DIR *d = opendir(dir);
     struct dirent *de;
@@ -1160,6 +1215,7 @@ ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out,
     int nerrs = 0;
 
     sbuf_init(&errs);
+    sbuf_init(&warns);
     *errors = NULL;
     rs->dir = xstrdup(dir);
     rs->refs = 1;
@@ -1183,7 +1239,7 @@ ruleset_load(const char *dir, const struct rules_env *env, struct ruleset **out,
     rs->rules = xcalloc(nn ? nn : 1, sizeof(*rs->rules));
     for (size_t i = 0; i < nn; i++) {
         struct nerr err;
-        struct loader L = {dir, env, NULL, &err, NULL, NULL, false};
+        struct loader L = {dir, env, NULL, &err, NULL, NULL, false, &warns};
         struct rule *r = NULL;
         char buf[4096];
         nerr_clear(&err);
@@ -1213,6 +1269,8 @@ done:
         free(names[i]);
     free(names);
     if (nerrs) {
+        sbuf_adds(&errs, warns.len ? warns.s : "");
+        sbuf_free(&warns);
         sbuf_printf(&errs, "%d error%s in %s; nothing was changed\n", nerrs, nerrs == 1 ? "" : "s",
                     dir);
         *errors = sbuf_steal(&errs);
@@ -1220,6 +1278,8 @@ done:
         return -EINVAL;
     }
     sbuf_free(&errs);
+    rs->warnings = warns.len ? sbuf_steal(&warns) : NULL;
+    sbuf_free(&warns);
     rs->version = ++versions;
     *out = rs;
     return 0;
@@ -1241,6 +1301,7 @@ ruleset_unref(struct ruleset *rs)
         rule_free(rs->rules[i]);
     free(rs->rules);
     free(rs->dir);
+    free(rs->warnings);
     free(rs);
 }
 

@@ -52,6 +52,8 @@ struct trigger {
     int days_after;      /* holiday: fire this many days later */
     char *holiday;       /* holiday slug */
     struct audience *condition; /* entered */
+    bool backfill;       /* entered: the first evaluation fires for customers already inside
+                          * (true, the default) or only records them (backfill: false) */
 };
 
 enum action_kind { ACT_EMAIL, ACT_SMS, ACT_WEBHOOK, ACT_TASK };
@@ -99,6 +101,8 @@ struct rule {
     char *file;
     int name_line, name_col; /* where `name:` is, for duplicate-name errors */
     bool marketing; /* category: marketing (caps, quiet hours, unsubscribe) or care */
+    int priority;   /* on a day a frequency cap fills, higher goes first (default 0) */
+    bool cap_drop;  /* on_cap: drop (suppress a message over a cap) instead of defer */
     struct trigger trigger;
     struct audience *audience; /* NULL = everyone */
     char *audience_src;
@@ -121,6 +125,8 @@ struct ruleset {
     struct rule **rules;
     size_t n;
     char *dir;
+    char *warnings;   /* NULL, or "file:line:col: warning: ...\n" lines (custom attributes
+                       * named before any import brought them) */
     uint64_t version; /* increases with every successful load */
     int refs;         /* the scheduler holds a reference while it evaluates */
 };

@@ -132,6 +132,15 @@ static const char *const migrations[] = {
     "  body TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL);"
     "ALTER TABLE deliveries ADD COLUMN snapshot INTEGER;",
+
+    /* 7 -> 8: frequency caps count what they let through (cap_at, the
+     * instant; store_policy.c), so that parallel dispatch slots see each
+     * other's messages before they are sent. Messages already sent count
+     * from their sent_at. */
+    "ALTER TABLE deliveries ADD COLUMN cap_at INTEGER;"
+    "UPDATE deliveries SET cap_at = sent_at WHERE state = 'sent' AND marketing"
+    "  AND channel IN ('email', 'sms');"
+    "CREATE INDEX deliveries_cap ON deliveries(customer_id, cap_at) WHERE cap_at IS NOT NULL;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -402,14 +411,48 @@ store_meta_set(struct store *st, const char *key, const char *value)
 }
 
 int
+store_open_readonly(const char *path, struct store **out, struct nerr *err)
+{
+    struct store *st = xcalloc(1, sizeof(*st));
+    char *uri;
+    int rc;
+    st->path = xstrdup(path);
+    /* A URI with mode=ro: SQLite neither creates the file nor writes to it,
+     * and nothing here migrates or sets a journal mode. */
+    uri = sqlite3_mprintf("file:%s?mode=ro", path);
+    rc = sqlite3_open_v2(uri, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    sqlite3_free(uri);
+    if (rc != SQLITE_OK) {
+        nerr_set(err, path, 0, 0, "cannot open database read-only: %s",
+                 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        store_close(st);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(st->db, 2000);
+    *out = st;
+    return 0;
+}
+
+int
 store_attribute_keys(struct store *st, char ***out)
 {
     sqlite3_stmt *s;
     char **a = NULL;
     size_t n = 0;
     if (sqlite3_prepare_v2(st->db, "SELECT key FROM attribute_keys ORDER BY key", -1, &s, NULL) !=
-        SQLITE_OK)
+        SQLITE_OK) {
+        /* An empty or older database (schema < 2) has no attribute names yet. */
+        if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE name ="
+                                       " 'attribute_keys'", -1, &s, NULL) == SQLITE_OK) {
+            bool has = sqlite3_step(s) == SQLITE_ROW;
+            sqlite3_finalize(s);
+            if (!has) {
+                *out = xcalloc(1, sizeof(**out));
+                return 0;
+            }
+        }
         return -EIO;
+    }
     while (sqlite3_step(s) == SQLITE_ROW) {
         a = xrealloc(a, (n + 2) * sizeof(*a));
         a[n++] = xstrdup((const char *)sqlite3_column_text(s, 0));

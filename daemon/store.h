@@ -24,6 +24,7 @@
  *          channel, state, due_at, created_at, attempts, next_attempt_at,
  *          lease_until, last_error, sent_at, marketing 0|1,
  *          snapshot  -- rule_snapshots.id; NULL for rows enqueued before schema 7
+ *          , cap_at  -- when the frequency caps let it through (store_policy.c)
  *          , UNIQUE(rule, customer_id, occurrence, action))
  *       state: pending | sending | sent | retry | dead | suppressed | skipped
  *   rule_snapshots(id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT UNIQUE NOT NULL,
@@ -48,7 +49,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 struct store_stmt_cache;
 
@@ -61,6 +62,9 @@ struct store {
 /* Opens (creating if needed) and migrates to the current schema. */
 int store_open(const char *path, struct store **out, struct nerr *err);
 void store_close(struct store *st);
+/* Opens an existing database read-only (file:PATH?mode=ro): no migration, no
+ * pragma that writes, any schema version; for offline checks. */
+int store_open_readonly(const char *path, struct store **out, struct nerr *err);
 /* The schema version of an open database. */
 int store_schema_version(struct store *st);
 /* Migrates from whatever user_version the file has (0 = empty) to current. */

@@ -1,7 +1,8 @@
 #!/bin/bash
 # 46-policy: quiet hours hold marketing messages until the window ends in
-# the customer's own zone; a daily frequency cap suppresses the one too many
-# with its reason; care rules are never held or capped.
+# the customer's own zone; a daily frequency cap (a local calendar day)
+# defers the one too many to the next local morning with its reason; care
+# rules are never held or capped.
 set -euo pipefail
 src=${NUDGE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 build=${NUDGE_BUILD:-$src/build}
@@ -56,13 +57,16 @@ check "a care message is never held (23:00 local, sent)" '[ "$care" = sent ]' "$
 ctl advance --to 2027-05-02T12:00:00Z >/dev/null
 st=$(q "SELECT state || '|' || sent_at FROM deliveries WHERE rule = 'late'")
 check "the held mail goes out when quiet hours end (08:00 local)" '[ "$st" = "sent|$(date -ud 2027-05-02T12:00:00Z +%s)" ]' "$st"
-# 09:00 and 10:00 New York on 2 May: the 09:00 one makes 2 in 24 hours (cap 2),
-# so 10:00 is one too many.
+# 09:00 and 10:00 New York on 2 May: the 09:00 one makes 2 on that local day
+# (cap 2), so 10:00 is one too many: it waits for 3 May, whose midnight is
+# quiet, so until 08:00 EDT (12:00Z).
 ctl advance --to 2027-05-02T15:00:00Z >/dev/null
 early=$(q "SELECT state FROM deliveries WHERE rule = 'early' AND occurrence = '2027-05-02'")
 second=$(q "SELECT state || '|' || last_error FROM deliveries WHERE rule = 'second' AND occurrence = '2027-05-02'")
+second_at=$(q "SELECT next_attempt_at FROM deliveries WHERE rule = 'second' AND occurrence = '2027-05-02'")
 check "the second marketing mail of the day is within the cap" '[ "$early" = sent ]' "$early"
-check "the third is suppressed with the cap as its reason" '[[ "$second" == "suppressed|frequency cap: 2 marketing message(s) in 24 hours already" ]]' "$second"
+check "the third is deferred to the next local day's end of quiet hours, with the cap as its reason" '[[ "$second" == "pending|frequency cap (max_per_day 2): 2 already on 2027-05-02 (America/New_York); deferred to 2027-05-03T12:00:00Z" ]]' "$second"
+check "the deferred one is due at 12:00Z on 3 May" '[ "$second_at" = "$(date -ud 2027-05-03T12:00:00Z +%s)" ]' "$second_at"
 files=$(ls "$tmp/spool/email" | wc -l)
 check "the spool holds exactly the sent mails" '[ "$files" = "$(q "SELECT count(*) FROM deliveries WHERE state = '\''sent'\''")" ]' "$files"
 

@@ -501,7 +501,20 @@ test_injection_attempts_outside_strings_are_rejected(void **state)
                  "attribute names cannot contain '\"'");
     expect_error("consents('email''; drop table consents; --')", RULE_LINE, RULE_COL + 9,
                  "'email''; drop table consents; --' is not a channel name");
-    expect_error("sqlite_master = 'x'", RULE_LINE, RULE_COL, "unknown field 'sqlite_master'");
+    /* An unknown bare name is read as a custom attribute (with a warning):
+     * its name is a bound JSON path, never SQL text. */
+    {
+        struct audience *a = NULL;
+        struct nerr err;
+        nerr_clear(&err);
+        assert_int_equal(audience_compile("sqlite_master = 'x'", RULE_FILE, RULE_LINE, RULE_COL,
+                                          known_attrs, &a, &err),
+                         0);
+        assert_null(strstr(a->sql, "sqlite_master"));
+        assert_non_null(a->warnings);
+        assert_non_null(strstr(a->warnings, "warning: 'sqlite_master' is not a customer field"));
+        audience_free(a);
+    }
     expect_error("c.tier = 'x'", RULE_LINE, RULE_COL, "unknown field 'c'");
     expect_error("tier = x'00'", RULE_LINE, RULE_COL + 7, "unknown field 'x'");
     assert_int_equal(count_rows("customers"), 10);
@@ -614,10 +627,16 @@ test_unknown_fields_suggest_the_nearest_name(void **state)
     expect_hint("has_tagg('vip')", "did you mean 'has_tag'?");
     expect_hint("days_snce(birthday) > 1", "did you mean 'days_since'?");
     expect_hint("tier = 'a' adn consents('sms')", "did you mean 'and'?");
-    expect_hint("zzzzzz = 1",
-                "fields are id, name, first_name, email, phone, birthday, tz, tier, owner, "
-                "created_at, orders_count, total_spent, last_order_date, first_order_date; "
-                "other customer attributes: attr('name')");
+    /* Close to nothing known: a custom attribute not imported yet, a warning. */
+    {
+        struct audience *a = NULL;
+        assert_int_equal(audience_compile("zzzzzz = 1", RULE_FILE, RULE_LINE, RULE_COL,
+                                          known_attrs, &a, NULL),
+                         0);
+        assert_non_null(a->warnings);
+        assert_non_null(strstr(a->warnings, "it is read as the custom attribute attr('zzzzzz')"));
+        audience_free(a);
+    }
 }
 
 static void

@@ -408,7 +408,7 @@ render_uses_the_snapshot_not_the_loaded_rules(void **state)
     write_promo(dir, "webhook-first");
     putf(dir, "footer.mustache", "FOOTER-V2\n");
     v2 = load_ok(dir);
-    struct ruleset empty = {NULL, 0, (char *)dir, 99, 1};
+    struct ruleset empty = {.rules = NULL, .n = 0, .dir = (char *)dir, .version = 99, .refs = 1};
     struct render_env renv = {st, cfg, &empty, "secret", iso("2027-03-01T10:00:00Z")};
 
     d.id = 7;
