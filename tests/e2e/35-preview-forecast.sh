@@ -130,7 +130,10 @@ PY
 )
 
 # ---- 3. advance enqueues exactly that ---------------------------------------------------
-run_cmd ctl_json "$inst" forecast --from "$T" --to "$T31"
+# advance --to T31 from a clock at T fires what is due in (T, T31]; the
+# forecast window is half-open, [from, to), so the same instants are
+# [T + 1 s, T31 + 1 s).
+run_cmd ctl_json "$inst" forecast --from 2027-01-01T00:00:01Z --to 2027-02-01T00:00:01Z
 check_rc "forecast of every rule --json" 0 "$RC"
 all=$OUT
 check_eq "forecast of every rule is not truncated" false "$(jq '.truncated' <<<"$all")"
