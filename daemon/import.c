@@ -1829,10 +1829,26 @@ ord_affect(struct ord *o, sqlite3_int64 cid)
 }
 
 /* The timeline entry of an order, as sorted compact JSON. */
+static bool
+json_plain(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' || (unsigned char)*s >= 0x7F)
+            return false;
+    return true;
+}
+
 static char *
 order_detail(const char *order_id, int64_t cents, const char *currency)
 {
-    json_t *d = json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_cents",
+    json_t *d;
+    /* The usual ids need no escaping: written directly, byte for byte what
+     * jansson writes (sorted keys, compact), without building a tree per
+     * order. Anything else goes through jansson. */
+    if (json_plain(order_id) && json_plain(currency))
+        return xasprintf("{\"amount_cents\":%lld,\"currency\":\"%s\",\"order_id\":\"%s\"}",
+                         (long long)cents, currency, order_id);
+    d = json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_cents",
                           (json_int_t)cents, "currency", currency);
     char *out = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(d);
