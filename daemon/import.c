@@ -1735,6 +1735,7 @@ struct ord {
     char **names;     /* lower-cased header names (owned), for messages */
     size_t ncols;     /* entries in names */
     bool empty_start; /* no orders before this file: insert without looking up */
+    struct store_saved_indexes *idx; /* dropped for a bulk load, built again at the end */
     char *last_cust;  /* the customer id of the previous row and its rowid: */
     sqlite3_int64 last_cid; /* orders come grouped by customer */
     sqlite3_int64 *affected; /* customers whose stats need recomputing */
@@ -2098,6 +2099,19 @@ ord_finish(struct imp *im)
 {
     struct ord *o = im->kind;
     sqlite3_int64 prev = 0;
+    if (o->idx && store_import_indexes_restore(im->st, o->idx) < 0) {
+        db_error(im, "building the order indexes");
+        return -EIO;
+    }
+    if (o->empty_start) {
+        /* Every order in the table came from this file: one grouped pass
+         * instead of one query per customer. */
+        if (o->naff && store_import_stats_all(im->st) < 0) {
+            db_error(im, "computing customer stats");
+            return -EIO;
+        }
+        return 0;
+    }
     if (o->naff > 1)
         qsort(o->affected, o->naff, sizeof(*o->affected), cmp_i64);
     for (size_t i = 0; i < o->naff; i++) {
@@ -2152,6 +2166,8 @@ ord_begin(struct imp *im, struct ord *o)
     if (n < 0)
         db_error(im, "counting orders");
     o->empty_start = n == 1;
+    if (o->empty_start && store_import_indexes_drop(im->st, "orders", &o->idx) < 0)
+        db_error(im, "dropping the order indexes for a bulk load");
 }
 
 static void
@@ -2169,6 +2185,7 @@ ord_free(struct ord *o)
     free(o->names);
     free(o->affected);
     free(o->last_cust);
+    store_import_indexes_free(o->idx);
 }
 
 /* ======================================================================= */

@@ -125,3 +125,19 @@ store_import_indexes_restore(struct store *st, struct store_saved_indexes *saved
             return -EIO;
     return 0;
 }
+
+int
+store_import_stats_all(struct store *st)
+{
+    /* WHERE true: an upsert after SELECT ... GROUP BY needs it to parse. */
+    return store_exec(st,
+                      "INSERT INTO customer_stats (customer_id, orders_count, total_cents,"
+                      " first_order_date, last_order_date)"
+                      " SELECT customer_id, count(*), coalesce(sum(amount_cents), 0),"
+                      " min(substr(ordered_at, 1, 10)), max(substr(ordered_at, 1, 10))"
+                      " FROM orders WHERE true GROUP BY customer_id"
+                      " ON CONFLICT (customer_id) DO UPDATE SET orders_count = excluded.orders_count,"
+                      " total_cents = excluded.total_cents,"
+                      " first_order_date = excluded.first_order_date,"
+                      " last_order_date = excluded.last_order_date");
+}

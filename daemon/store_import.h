@@ -33,4 +33,9 @@ int store_import_indexes_drop(struct store *st, const char *table,
 int store_import_indexes_restore(struct store *st, struct store_saved_indexes *saved);
 void store_import_indexes_free(struct store_saved_indexes *saved);
 
+/* customer_stats of every customer with orders, in one pass over orders
+ * (for a load into an empty orders table, where that is every customer the
+ * file touched). 0 or -EIO. */
+int store_import_stats_all(struct store *st);
+
 #endif
