@@ -1820,6 +1820,10 @@ ord_header(struct imp *im, char **fv, size_t nf)
 static void
 ord_affect(struct ord *o, sqlite3_int64 cid)
 {
+    if (o->empty_start) {
+        o->naff = 1; /* every customer with orders is recomputed at the end */
+        return;
+    }
     if (o->naff && o->affected[o->naff - 1] == cid)
         return; /* orders usually come grouped by customer */
     if (o->naff == o->capaff) {

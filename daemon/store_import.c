@@ -21,7 +21,7 @@ struct store_saved_indexes {
 int
 store_import_tune(struct store *st)
 {
-    if (store_exec(st, "PRAGMA cache_size = -24576") < 0 ||
+    if (store_exec(st, "PRAGMA cache_size = -16384") < 0 ||
         store_exec(st, "PRAGMA mmap_size = 0") < 0 ||
         store_exec(st, "PRAGMA temp_store = FILE") < 0)
         return -EIO;

@@ -11,7 +11,7 @@
 
 struct store_saved_indexes;
 
-/* Bounded page cache (24 MB), no memory mapping, temporary files on disk:
+/* Bounded page cache (16 MB), no memory mapping, temporary files on disk:
  * a connection that loads a 4,000,000-row file stays small. 0 or -EIO. */
 int store_import_tune(struct store *st);
 
