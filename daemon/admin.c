@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "channel_registry.h"
@@ -24,12 +26,22 @@
 #include "render.h"
 #include "template.h"
 
-#define ADMIN_MAX_REQUEST (512u << 20) /* imports travel inline */
+/* One request line; files travel as a streamed body after their request. */
+#define ADMIN_MAX_REQUEST (64u << 20)
+/* A streamed import: the loop stops reading the socket while this much
+ * waits for the import thread, and reads again below the low mark, so the
+ * sender is held back by the socket and memory stays bounded. */
+#define IMPORT_QUEUE_HIGH (1u << 20)
+#define IMPORT_QUEUE_LOW (256u << 10)
+
+struct ijob;
 
 struct conn {
     uv_pipe_t pipe;
     struct daemon *d;
     struct sbuf in;
+    size_t scanned; /* bytes of `in` already searched for a newline */
+    struct ijob *body; /* a streamed import is reading its file from this connection */
     int refs;       /* the pipe, and each job or waiter holding it */
     bool closed;
 };
@@ -43,6 +55,7 @@ struct admin_cmd {
 };
 
 static void conn_unref(struct conn *c);
+static void conn_close(struct conn *c);
 
 /* ---- replies --------------------------------------------------------------- */
 
@@ -189,22 +202,6 @@ on_progress(uv_async_t *a)
     pthread_mutex_unlock(&j->mu);
     if (text[0])
         conn_send(j->c, json_pack("{ss}", "progress", text));
-}
-
-/* Worker side: remember the latest line and wake the loop (coalesced). */
-static void
-job_progress(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-job_progress(struct job *j, const char *fmt, ...)
-{
-    va_list ap;
-    pthread_mutex_lock(&j->mu);
-    va_start(ap, fmt);
-    vsnprintf(j->progress, sizeof(j->progress), fmt, ap);
-    va_end(ap);
-    pthread_mutex_unlock(&j->mu);
-    uv_async_send(&j->async);
 }
 
 static void
@@ -451,61 +448,312 @@ cmd_retry(struct conn *c, json_t *req)
     dispatch_kick(c->d);
 }
 
+/*
+ * import: {"cmd":"import","kind":K,"name":N,"size":BYTES} followed on the
+ * same connection by exactly BYTES bytes of the file (the streamed form), or
+ * with "data" holding the whole file as a JSON string (small files, tools).
+ * The file is parsed and written by a thread of its own with its own
+ * database connection; the loop only moves bytes from the socket to a
+ * bounded queue, so it keeps answering status and the watchdog. Progress
+ * lines {"progress": TEXT, "rows": N, "bytes": B, "total": T} go out as the
+ * import advances, then the answer.
+ */
+struct chunk {
+    struct chunk *next;
+    size_t len;
+    char data[];
+};
+
+struct ijob {
+    struct conn *c;
+    struct daemon *d;
+    enum import_kind kind;
+    char *name;
+    size_t total, received; /* the body's size, and bytes taken from the socket */
+    pthread_t th;
+    uv_async_t async;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Under mu: */
+    struct chunk *head, *tail;
+    size_t queued;
+    bool eof, aborted, paused, want_resume, done, progressed;
+    long rows;
+    size_t bytes;
+    json_t *rep;
+    struct ijob *next_active;
+};
+
+static struct ijob *active_imports;
+
 static void
-import_progress(void *ud, long rows, size_t done, size_t total)
+ijob_progress(void *ud, long rows, size_t done, size_t total)
 {
-    job_progress(ud, "%ld rows (%d%%)", rows, total ? (int)(done * 100 / total) : 100);
+    struct ijob *j = ud;
+    (void)total;
+    pthread_mutex_lock(&j->mu);
+    j->rows = rows;
+    j->bytes = done;
+    j->progressed = true;
+    pthread_mutex_unlock(&j->mu);
+    uv_async_send(&j->async);
 }
 
-/* import: runs on the thread pool with its own connection. */
-static void
-import_job(struct job *j)
+static void *
+ijob_thread(void *arg)
 {
-    const char *kind = arg_str(j->req, "kind"), *name = arg_str(j->req, "name"),
-               *data = arg_str(j->req, "data");
+    struct ijob *j = arg;
     struct store *st = NULL;
     struct nerr err;
     struct import_stats stats;
+    struct import *imp = NULL;
     char *errors = NULL;
+    bool aborted = false;
     int rc;
     memset(&stats, 0, sizeof(stats));
     nerr_clear(&err);
-    if (store_open(j->d->cfg->database, &st, &err) < 0) {
-        j->rep = job_error("cannot open the database: %s", err.msg);
-        return;
+    if (store_open(j->d->cfg->database, &st, &err) == 0) {
+        struct import_opts o = {j->d->cfg->timezone, j->total, ijob_progress, j};
+        imp = import_begin(st, j->kind, j->name, &o);
     }
-    if (!strcmp(kind, "customers"))
-        rc = import_customers(st, name, data, strlen(data), &stats, &errors, import_progress, j);
-    else
-        rc = import_orders(st, name, data, strlen(data), &stats, &errors, import_progress, j);
-    j->rep = json_object();
-    json_object_set_new(j->rep, "ok", json_boolean(rc == 0));
-    json_object_set_new(j->rep, "rows", json_integer(stats.rows));
-    json_object_set_new(j->rep, "inserted", json_integer(stats.inserted));
-    json_object_set_new(j->rep, "updated", json_integer(stats.updated));
-    json_object_set_new(j->rep, "unchanged", json_integer(stats.unchanged));
-    json_object_set_new(j->rep, "warnings", json_integer(stats.warnings));
-    if (errors)
-        json_object_set_new(j->rep, rc == 0 ? "messages" : "error", json_string(errors));
-    else if (rc < 0)
-        json_object_set_new(j->rep, "error", json_string("import failed"));
-    free(errors);
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        struct chunk *k;
+        while (!j->head && !j->eof && !j->aborted)
+            pthread_cond_wait(&j->cv, &j->mu);
+        if (!j->head) {
+            aborted = j->aborted && !j->eof;
+            break;
+        }
+        k = j->head;
+        j->head = k->next;
+        if (!j->head)
+            j->tail = NULL;
+        j->queued -= k->len;
+        if (j->paused && j->queued < IMPORT_QUEUE_LOW && !j->want_resume) {
+            j->want_resume = true;
+            uv_async_send(&j->async);
+        }
+        pthread_mutex_unlock(&j->mu);
+        /* After a database failure the rest of the file is only drained. */
+        if (imp)
+            import_feed(imp, k->data, k->len);
+        free(k);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (!imp) {
+        json_t *rep = job_error("cannot open the database: %s", err.msg);
+        pthread_mutex_lock(&j->mu);
+        j->rep = rep;
+        j->done = true;
+        pthread_mutex_unlock(&j->mu);
+        uv_async_send(&j->async);
+        return NULL;
+    }
+    rc = import_end(imp, aborted, &stats, &errors);
     store_close(st);
+    json_t *rep = json_object();
+    json_object_set_new(rep, "ok", json_boolean(rc == 0));
+    json_object_set_new(rep, "rows", json_integer(stats.rows));
+    json_object_set_new(rep, "inserted", json_integer(stats.inserted));
+    json_object_set_new(rep, "updated", json_integer(stats.updated));
+    json_object_set_new(rep, "unchanged", json_integer(stats.unchanged));
+    json_object_set_new(rep, "warnings", json_integer(stats.warnings));
+    if (errors)
+        json_object_set_new(rep, rc == 0 ? "messages" : "error", json_string(errors));
+    else if (rc < 0)
+        json_object_set_new(rep, "error", json_string("import failed"));
+    free(errors);
+    pthread_mutex_lock(&j->mu);
+    j->rep = rep;
+    j->done = true;
+    pthread_mutex_unlock(&j->mu);
+    uv_async_send(&j->async);
+    return NULL;
+}
+
+static void
+ijob_free(uv_handle_t *h)
+{
+    struct ijob *j = h->data;
+    struct chunk *k;
+    while ((k = j->head)) {
+        j->head = k->next;
+        free(k);
+    }
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j->name);
+    free(j);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Loop side: progress to the client, reading again, the answer. */
+static void
+ijob_async(uv_async_t *a)
+{
+    struct ijob *j = a->data;
+    bool resume, done, progressed;
+    long rows;
+    size_t bytes;
+    json_t *rep;
+    pthread_mutex_lock(&j->mu);
+    resume = j->want_resume;
+    j->want_resume = false;
+    if (resume)
+        j->paused = false;
+    done = j->done;
+    progressed = j->progressed;
+    j->progressed = false;
+    rows = j->rows;
+    bytes = j->bytes;
+    rep = done ? j->rep : NULL;
+    if (done)
+        j->rep = NULL;
+    pthread_mutex_unlock(&j->mu);
+    if (resume && !j->c->closed && j->c->body == j)
+        uv_read_start((uv_stream_t *)&j->c->pipe, on_alloc, on_read);
+    if (progressed && !done) {
+        char text[96];
+        if (j->total)
+            snprintf(text, sizeof(text), "%ld rows (%d%%)", rows,
+                     (int)((double)bytes * 100 / (double)j->total));
+        else
+            snprintf(text, sizeof(text), "%ld rows", rows);
+        conn_send(j->c, json_pack("{sssIsIsI}", "progress", text, "rows", (json_int_t)rows,
+                                  "bytes", (json_int_t)bytes, "total", (json_int_t)j->total));
+    }
+    if (!done)
+        return;
+    pthread_join(j->th, NULL);
+    for (struct ijob **p = &active_imports; *p; p = &(*p)->next_active)
+        if (*p == j) {
+            *p = j->next_active;
+            break;
+        }
+    if (j->c->body == j) {
+        /* The import ended before its body did (an early failure): the rest
+         * of the stream cannot be told from requests; hang up after the answer. */
+        j->c->body = NULL;
+        conn_send(j->c, rep);
+        conn_close(j->c);
+    } else {
+        conn_send(j->c, rep);
+    }
+    conn_unref(j->c);
+    uv_close((uv_handle_t *)&j->async, ijob_free);
+}
+
+/* Hands bytes of the body to the import thread (copied: the read buffer is
+ * reused), pausing the socket when the queue is full. */
+static void
+ijob_push(struct ijob *j, const char *data, size_t len, bool eof)
+{
+    struct chunk *k = NULL;
+    bool pause = false;
+    if (len) {
+        k = xmalloc(sizeof(*k) + len);
+        k->next = NULL;
+        k->len = len;
+        memcpy(k->data, data, len);
+    }
+    pthread_mutex_lock(&j->mu);
+    if (k) {
+        if (j->tail)
+            j->tail->next = k;
+        else
+            j->head = k;
+        j->tail = k;
+        j->queued += len;
+    }
+    j->received += len;
+    if (eof)
+        j->eof = true;
+    if (!eof && j->queued >= IMPORT_QUEUE_HIGH && !j->paused) {
+        j->paused = true;
+        pause = true;
+    }
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (pause)
+        uv_read_stop((uv_stream_t *)&j->c->pipe);
+}
+
+static void
+ijob_abort(struct ijob *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->aborted = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static struct ijob *
+ijob_start(struct conn *c, enum import_kind kind, const char *name, size_t total)
+{
+    struct ijob *j = xcalloc(1, sizeof(*j));
+    j->c = c;
+    j->d = c->d;
+    j->kind = kind;
+    j->name = xstrdup(name);
+    j->total = total;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    uv_async_init(c->d->loop, &j->async, ijob_async);
+    j->async.data = j;
+    c->refs++;
+    if (pthread_create(&j->th, NULL, ijob_thread, j) != 0) {
+        reply_err(c, "cannot start the import: no thread");
+        conn_unref(c);
+        uv_close((uv_handle_t *)&j->async, ijob_free);
+        return NULL;
+    }
+    j->next_active = active_imports;
+    active_imports = j;
+    return j;
 }
 
 static void
 cmd_import(struct conn *c, json_t *req)
 {
-    const char *kind = arg_str(req, "kind");
+    const char *kind = arg_str(req, "kind"), *name = arg_str(req, "name"),
+               *data = arg_str(req, "data");
+    json_t *size = json_object_get(req, "size");
+    enum import_kind k;
+    struct ijob *j;
     if (!kind || (strcmp(kind, "customers") && strcmp(kind, "orders"))) {
         reply_err(c, "import needs kind: customers or orders");
+        if (size)
+            conn_close(c); /* the body that follows is not a request */
         return;
     }
-    if (!arg_str(req, "data") || !arg_str(req, "name")) {
-        reply_err(c, "import needs name and data (the CSV text)");
+    k = strcmp(kind, "customers") == 0 ? IMPORT_CUSTOMERS : IMPORT_ORDERS;
+    if (!name || (!data && !json_is_integer(size)) || (data && size) ||
+        (size && json_integer_value(size) < 0)) {
+        reply_err(c, "import needs name and either size (the number of bytes of the file "
+                     "that follow the request) or data (the CSV text)");
+        if (size)
+            conn_close(c);
         return;
     }
-    job_start(c, req, import_job);
+    if (data) {
+        size_t len = strlen(data);
+        if ((j = ijob_start(c, k, name, len)))
+            ijob_push(j, data, len, true);
+        return;
+    }
+    j = ijob_start(c, k, name, (size_t)json_integer_value(size));
+    if (!j) {
+        conn_close(c);
+        return;
+    }
+    if (j->total == 0)
+        ijob_push(j, NULL, 0, true);
+    else
+        c->body = j; /* on_read hands the next `total` bytes to the import */
 }
 
 /* forecast and preview: evaluate without writing. */
@@ -969,7 +1217,7 @@ handle_line(struct conn *c, const char *line, size_t len)
         /* Arguments of the wrong type are errors, never silently ignored. */
         static const char *const strings[] = {"to",   "from", "at",      "rule", "state",
                                               "owner", "kind", "name", "data", "outcome", NULL};
-        static const char *const ints[] = {"limit", "id", NULL};
+        static const char *const ints[] = {"limit", "id", "size", NULL};
         static const char *const bools[] = {"dead", "overdue", "all", NULL};
         const char *k;
         json_t *v;
@@ -1062,26 +1310,51 @@ static void
 on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
+    size_t off = 0;
     if (n < 0) {
         free(buf->base);
+        if (c->body) {
+            /* The client went away in the middle of a file: roll it back. */
+            ijob_abort(c->body);
+            c->body = NULL;
+        }
         conn_close(c);
         return;
     }
     sbuf_add(&c->in, buf->base, (size_t)n);
     free(buf->base);
-    for (;;) {
-        char *nl = c->in.s ? memchr(c->in.s, '\n', c->in.len) : NULL;
-        size_t len;
-        if (!nl)
+    while (off < c->in.len && !c->closed) {
+        char *nl;
+        if (c->body) {
+            struct ijob *j = c->body;
+            size_t take = c->in.len - off, left = j->total - j->received;
+            if (take > left)
+                take = left;
+            if (take == left)
+                c->body = NULL;
+            ijob_push(j, c->in.s + off, take, take == left);
+            off += take;
+            continue;
+        }
+        /* Only bytes not searched before: a long line arriving in many
+         * reads is scanned once, not once per read. */
+        nl = memchr(c->in.s + off + c->scanned, '\n', c->in.len - off - c->scanned);
+        if (!nl) {
+            c->scanned = c->in.len - off;
             break;
-        len = (size_t)(nl - c->in.s);
-        handle_line(c, c->in.s, len);
-        memmove(c->in.s, nl + 1, c->in.len - len - 1);
-        c->in.len -= len + 1;
+        }
+        c->scanned = 0;
+        handle_line(c, c->in.s + off, (size_t)(nl - (c->in.s + off)));
+        off = (size_t)(nl - c->in.s) + 1;
+    }
+    if (off) {
+        memmove(c->in.s, c->in.s + off, c->in.len - off);
+        c->in.len -= off;
         c->in.s[c->in.len] = '\0';
     }
-    if (c->in.len > ADMIN_MAX_REQUEST) {
-        reply_err(c, "request larger than %u bytes", ADMIN_MAX_REQUEST);
+    if (c->in.len > ADMIN_MAX_REQUEST && !c->closed) {
+        reply_err(c, "request larger than %u bytes (send files as a streamed import body)",
+                  ADMIN_MAX_REQUEST);
         conn_close(c);
     }
 }
@@ -1104,24 +1377,90 @@ on_connection(uv_stream_t *server, int status)
         conn_close(c);
 }
 
+/*
+ * Is something listening on the socket at path? 1 yes, 0 no (nothing there,
+ * or a socket file left by a daemon that died), negative errno when that
+ * cannot be told (e.g. a path that is not a socket).
+ */
+static int
+socket_live(const char *path)
+{
+    struct sockaddr_un a;
+    struct stat sb;
+    int fd, r;
+    if (lstat(path, &sb) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(sb.st_mode))
+        return -EEXIST;
+    if (strlen(path) >= sizeof(a.sun_path))
+        return -ENAMETOOLONG;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    r = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 ? 1
+        : errno == ECONNREFUSED                             ? 0
+                                                            : -errno;
+    close(fd);
+    return r;
+}
+
 int
 admin_listen(struct daemon *d, struct nerr *err)
 {
     const char *path = d->cfg->admin_socket;
     int r;
+    /* Connect first: a live daemon answers, and its socket is not ours to
+     * take (unlinking it would leave that daemon unreachable). Only a socket
+     * nobody listens on is stale and replaced. */
+    r = socket_live(path);
+    if (r == 1) {
+        nerr_set(err, d->cfg->file, 0, 0,
+                 "admin socket %s is in use: another nudged is listening on it", path);
+        nerr_hint(err, "stop that daemon first (nudgectl -s %s status shows it), or give this "
+                       "one another admin_socket in nudge.yaml",
+                  path);
+        return -EADDRINUSE;
+    }
+    if (r < 0) {
+        nerr_set(err, d->cfg->file, 0, 0, "cannot use admin socket %s: %s", path,
+                 r == -EEXIST ? "a file that is not a socket is in the way" : strerror(-r));
+        nerr_hint(err, "check admin_socket in nudge.yaml");
+        return r;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        r = -errno;
+        nerr_set(err, d->cfg->file, 0, 0, "cannot remove the stale admin socket %s: %s", path,
+                 strerror(-r));
+        nerr_hint(err, "remove it by hand, or check the permissions of its directory");
+        return r;
+    }
     uv_pipe_init(d->loop, &d->admin, 0);
     d->admin.data = d;
-    /* A socket left by a daemon that died is stale; a live one answers. */
-    unlink(path);
     if ((r = uv_pipe_bind(&d->admin, path)) < 0) {
         nerr_set(err, d->cfg->file, 0, 0, "cannot create admin socket %s: %s", path,
                  uv_strerror(r));
         nerr_hint(err, "check admin_socket in nudge.yaml and that its directory exists");
+        uv_close((uv_handle_t *)&d->admin, NULL);
         return r;
     }
-    chmod(path, 0660);
+    /* Group access is how staff tools reach the daemon: a socket left at
+     * the umask's mode would lock them out (or let everyone in). */
+    if (chmod(path, 0660) < 0) {
+        r = -errno;
+        nerr_set(err, d->cfg->file, 0, 0, "cannot set the mode of admin socket %s to 0660: %s",
+                 path, strerror(-r));
+        nerr_hint(err, "check the ownership of the socket's directory");
+        uv_close((uv_handle_t *)&d->admin, NULL);
+        unlink(path);
+        return r;
+    }
     if ((r = uv_listen((uv_stream_t *)&d->admin, 64, on_connection)) < 0) {
         nerr_set(err, d->cfg->file, 0, 0, "cannot listen on %s: %s", path, uv_strerror(r));
+        uv_close((uv_handle_t *)&d->admin, NULL);
+        unlink(path);
         return r;
     }
     d->admin_open = true;
@@ -1131,6 +1470,9 @@ admin_listen(struct daemon *d, struct nerr *err)
 void
 admin_close(struct daemon *d)
 {
+    /* Imports still waiting for their file end now, rolled back. */
+    for (struct ijob *j = active_imports; j; j = j->next_active)
+        ijob_abort(j);
     if (!d->admin_open)
         return;
     d->admin_open = false;

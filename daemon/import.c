@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,12 @@
 
 #include "calendar.h"
 #include "log.h"
+#include "store_import.h"
 
 #define MAX_MESSAGES 100
 #define PROGRESS_EVERY 1000
+/* Rowids above this are not tracked for "already on line N" (4 bytes each). */
+#define ROWID_LINES_MAX (64L << 20)
 
 /* ---- the clock ------------------------------------------------------- */
 
@@ -100,6 +104,22 @@ idset_grow(struct idset *s)
     *s = n;
 }
 
+/* The line key was first seen on, or 0. */
+static long
+idset_get(const struct idset *s, const char *key)
+{
+    size_t j;
+    if (!s->n)
+        return 0;
+    j = hash_str(key) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (strcmp(s->keys[j], key) == 0)
+            return s->lines[j];
+        j = (j + 1) & (s->cap - 1);
+    }
+    return 0;
+}
+
 /* Remembers key at line; returns 0, or the line it was first seen on. */
 static long
 idset_put(struct idset *s, const char *key, long line)
@@ -138,6 +158,21 @@ struct imp {
     bool failed; /* a bad row or header: check on, write nothing more */
     int dberr;   /* -EIO once the database failed: stop */
 
+    /* The file as it arrives: the bytes of an incomplete last line, and
+     * how far they have been searched for a line end. */
+    struct sbuf pend;
+    size_t pend_scan;
+    bool bom_checked;
+    struct csv_parser csv;
+    bool csv_ok;
+    bool in_tx;
+
+    /* Duplicate ids: the line that named each rowid, and the ids of bad
+     * rows (never written, so not in the table). */
+    uint32_t *line_of;
+    size_t nline_of;
+    struct idset bad_ids;
+
     /* The record being assembled by libcsv. */
     struct sbuf rec;
     size_t *foff;
@@ -151,6 +186,7 @@ struct imp {
     row_fn header, row;
     void *kind; /* struct cust or struct ord */
 
+    const char *default_tz; /* the configured zone, for the no-tz warning (owned) */
     char now_iso[32]; /* one instant for the whole import */
     char show[4][96]; /* rotating buffers for values quoted in messages */
     int show_i;
@@ -587,19 +623,6 @@ fields_clean(struct imp *im, char **fv, size_t nf, char *const *colnames)
     return ok;
 }
 
-/* The end of the physical line starting at pos: after "\n", "\r\n" or a lone "\r". */
-static size_t
-line_end(const char *d, size_t pos, size_t len)
-{
-    for (size_t i = pos; i < len; i++) {
-        if (d[i] == '\n')
-            return i + 1;
-        if (d[i] == '\r')
-            return i + 1 < len && d[i + 1] == '\n' ? i + 2 : i + 1;
-    }
-    return len;
-}
-
 /* libcsv skips lines of only spaces, tabs and line ends between records. */
 static bool
 line_blank(const char *s, size_t n)
@@ -617,61 +640,129 @@ progress_tick(struct imp *im)
         im->progress(im->ud, im->stats.rows, im->bytes_done, im->bytes_total);
 }
 
-static int
-read_csv(struct imp *im, const char *data, size_t len)
+/*
+ * The line of the row that first named the customer or order stored under
+ * rowid in this file, 0 if none has yet. Every good row is looked up or
+ * written, so the table itself is the set of ids seen; this dense array
+ * (4 bytes per rowid) only remembers where, which keeps a 4,000,000-row file
+ * in a few MB where a set of the id strings took hundreds.
+ */
+static long
+rowid_line(struct imp *im, sqlite3_int64 rowid)
 {
-    struct csv_parser p;
-    size_t pos = 0;
-    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0)
-        pos = 3;
-    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) != 0)
-        return -ENOMEM;
-    while (pos < len && !im->dberr) {
-        size_t end = line_end(data, pos, len), n;
-        im->line++;
-        im->bytes_done = end;
-        if (!im->rec_open && !line_blank(data + pos, end - pos)) {
-            im->rec_open = true;
-            im->rec_line = im->line;
-        }
-        n = csv_parse(&p, data + pos, end - pos, csv_on_field, csv_on_record, im);
-        if (n != end - pos) {
-            if (csv_error(&p) != CSV_EPARSE) {
-                csv_free(&p);
-                return -ENOMEM;
-            }
-            if (im->line != im->rec_line)
-                row_error(im, im->rec_line,
-                          "stray double quote on line %ld (a value that contains \" must be "
-                          "quoted, with the inner quotes doubled: \"5\"\" screen\")",
-                          im->line);
-            else
-                row_error(im, im->rec_line,
-                          "stray double quote (a value that contains \" must be quoted, with the "
-                          "inner quotes doubled: \"5\"\" screen\")");
-            /* Drop the broken record and carry on with the next line so that
-             * the rest of the file is still checked. */
-            csv_free(&p);
-            if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) != 0)
-                return -ENOMEM;
-            im->nf = 0;
-            im->rec.len = 0;
-            im->rec_open = false;
-            if (!im->have_header) {
-                /* Without a header nothing after it can be checked. */
-                im->have_header = true;
-                im->ncols = 0;
-                im->failed = true;
-            }
-        }
-        pos = end;
+    if (rowid <= 0 || (size_t)rowid >= im->nline_of)
+        return 0;
+    return (long)im->line_of[rowid];
+}
+
+static void
+rowid_line_set(struct imp *im, sqlite3_int64 rowid, long line)
+{
+    if (rowid <= 0 || rowid > ROWID_LINES_MAX)
+        return; /* a sparse, huge rowid: not tracked (no "already on line N") */
+    if ((size_t)rowid >= im->nline_of) {
+        size_t n = im->nline_of ? im->nline_of : 4096;
+        while (n <= (size_t)rowid)
+            n *= 2;
+        im->line_of = xrealloc(im->line_of, n * sizeof(*im->line_of));
+        memset(im->line_of + im->nline_of, 0, (n - im->nline_of) * sizeof(*im->line_of));
+        im->nline_of = n;
     }
-    if (!im->dberr && csv_fini(&p, csv_on_field, csv_on_record, im) != 0)
+    im->line_of[rowid] = line > (long)UINT32_MAX ? UINT32_MAX : (uint32_t)line;
+}
+
+/* Feeds one physical line [s, s + n) to libcsv. */
+static int
+feed_line(struct imp *im, const char *s, size_t n)
+{
+    size_t used;
+    im->line++;
+    im->bytes_done += n;
+    if (!im->rec_open && !line_blank(s, n)) {
+        im->rec_open = true;
+        im->rec_line = im->line;
+    }
+    used = csv_parse(&im->csv, s, n, csv_on_field, csv_on_record, im);
+    if (used == n)
+        return 0;
+    if (csv_error(&im->csv) != CSV_EPARSE)
+        return -ENOMEM;
+    if (im->line != im->rec_line)
         row_error(im, im->rec_line,
-                  "a quoted value starting on this record is never closed (add the closing \", "
-                  "or double any \" inside it)");
-    csv_free(&p);
+                  "stray double quote on line %ld (a value that contains \" must be "
+                  "quoted, with the inner quotes doubled: \"5\"\" screen\")",
+                  im->line);
+    else
+        row_error(im, im->rec_line,
+                  "stray double quote (a value that contains \" must be quoted, with the "
+                  "inner quotes doubled: \"5\"\" screen\")");
+    /* Drop the broken record and carry on with the next line so that the
+     * rest of the file is still checked. */
+    csv_free(&im->csv);
+    if (csv_init(&im->csv, CSV_STRICT | CSV_STRICT_FINI) != 0) {
+        im->csv_ok = false;
+        return -ENOMEM;
+    }
+    im->nf = 0;
+    im->rec.len = 0;
+    im->rec_open = false;
+    if (!im->have_header) {
+        /* Without a header nothing after it can be checked. */
+        im->have_header = true;
+        im->ncols = 0;
+        im->failed = true;
+    }
     return 0;
+}
+
+/*
+ * Feeds every complete physical line held in im->pend (ended by "\n", "\r\n"
+ * or a lone "\r"), keeping the incomplete rest for the next chunk; at the end
+ * of the file (final) the rest is a line too. Each byte is scanned once
+ * however the file is cut into chunks: pend_scan remembers how far the
+ * search for a line end has got.
+ */
+static int
+feed_pending(struct imp *im, bool final)
+{
+    char *d = im->pend.s;
+    size_t len = im->pend.len, pos = 0, i;
+    int r = 0;
+    if (!im->bom_checked) {
+        if (len < 3 && !final)
+            return 0;
+        im->bom_checked = true;
+        if (len >= 3 && memcmp(d, "\xEF\xBB\xBF", 3) == 0) {
+            pos = 3;
+            im->bytes_done += 3;
+        }
+    }
+    i = im->pend_scan > pos ? im->pend_scan : pos;
+    while (i < len && !im->dberr && r == 0) {
+        size_t end;
+        if (d[i] == '\n') {
+            end = i + 1;
+        } else if (d[i] == '\r') {
+            if (i + 1 == len && !final)
+                break; /* "\r" or "\r\n": the next chunk tells */
+            end = i + 1 < len && d[i + 1] == '\n' ? i + 2 : i + 1;
+        } else {
+            i++;
+            continue;
+        }
+        r = feed_line(im, d + pos, end - pos);
+        pos = i = end;
+    }
+    if (final && pos < len && !im->dberr && r == 0) {
+        r = feed_line(im, d + pos, len - pos);
+        pos = i = len;
+    }
+    memmove(d, d + pos, len - pos);
+    im->pend.len = len - pos;
+    if (im->pend.s)
+        im->pend.s[im->pend.len] = '\0';
+    im->pend_scan = i - pos;
+    return r;
 }
 
 /* ---- shared driver ------------------------------------------------------ */
@@ -682,28 +773,73 @@ imp_init(struct imp *im, struct store *st, const char *name, size_t len,
 {
     memset(im, 0, sizeof(*im));
     im->st = st;
-    im->name = name ? name : "<input>";
+    im->name = xstrdup(name ? name : "<input>");
     im->progress = progress;
     im->ud = ud;
     im->bytes_total = len;
     sbuf_init(&im->msgs);
     sbuf_init(&im->rec);
+    sbuf_init(&im->pend);
     time_format_iso(import_now(), im->now_iso, sizeof(im->now_iso));
 }
 
-/* Runs the whole import around read_csv: transaction, verdict, messages. */
+/* Opens the transaction and the CSV reader; false (with a message) if not. */
+static bool
+imp_begin(struct imp *im)
+{
+    if (csv_init(&im->csv, CSV_STRICT | CSV_STRICT_FINI) != 0) {
+        row_error(im, 0, "out of memory while reading the file");
+        im->dberr = -ENOMEM;
+        return false;
+    }
+    im->csv_ok = true;
+    /* A big file goes through a page cache of bounded size, without memory
+     * mapping (mapped pages of the database would count against the
+     * daemon's memory) and with temporary files (index builds sort on disk,
+     * not in RAM). */
+    if (store_import_tune(im->st) < 0 || store_begin(im->st) < 0) {
+        row_error(im, 0, "cannot start a transaction: %s (is the database writable?)",
+                  store_errmsg(im->st));
+        im->dberr = -EIO;
+        return false;
+    }
+    im->in_tx = true;
+    return true;
+}
+
 static int
-imp_run(struct imp *im, const char *data, size_t len, int (*finish)(struct imp *))
+imp_feed(struct imp *im, const char *data, size_t len)
 {
     int r;
-    if (store_begin(im->st) < 0) {
-        row_error(im, 0, "cannot start a transaction: %s (is the database writable?)",
-                  sqlite3_errmsg(im->st->db));
-        return -EIO;
-    }
-    r = read_csv(im, data, len);
-    if (r == -ENOMEM)
+    if (im->dberr)
+        return im->dberr;
+    sbuf_add(&im->pend, data, len);
+    r = feed_pending(im, false);
+    if (r == -ENOMEM) {
         row_error(im, 0, "out of memory while reading the file");
+        im->dberr = -ENOMEM;
+    }
+    return im->dberr ? im->dberr : 0;
+}
+
+/* Ends the file: the verdict, then commit or roll back. abort = the sender
+ * went away before the end: roll back without a verdict. */
+static int
+imp_end(struct imp *im, bool abort, int (*finish)(struct imp *))
+{
+    int r = im->dberr;
+    if (r == 0 && abort) {
+        row_error(im, 0, "the file ended early (the connection was closed); nothing was imported");
+        r = -ECANCELED;
+    }
+    if (r == 0 && feed_pending(im, true) == -ENOMEM) {
+        row_error(im, 0, "out of memory while reading the file");
+        r = -ENOMEM;
+    }
+    if (r == 0 && !im->dberr && csv_fini(&im->csv, csv_on_field, csv_on_record, im) != 0)
+        row_error(im, im->rec_line,
+                  "a quoted value starting on this record is never closed (add the closing \", "
+                  "or double any \" inside it)");
     if (r == 0 && !im->have_header && !im->failed)
         row_error(im, 1, "the file is empty (the first row must name the columns)");
     if (r == 0 && !im->failed && !im->dberr)
@@ -713,15 +849,19 @@ imp_run(struct imp *im, const char *data, size_t len, int (*finish)(struct imp *
     if (r == 0 && im->failed)
         r = -EINVAL;
     if (r == 0 && store_commit(im->st) < 0) {
-        row_error(im, 0, "cannot commit: %s", sqlite3_errmsg(im->st->db));
+        row_error(im, 0, "cannot commit: %s", store_errmsg(im->st));
         r = -EIO;
     }
     if (r < 0) {
-        store_rollback(im->st);
+        if (im->in_tx)
+            store_rollback(im->st);
         im->stats.inserted = im->stats.updated = im->stats.unchanged = 0;
     }
+    im->in_tx = false;
+    if (r == -ENOMEM || r == -ECANCELED)
+        r = -EIO;
     if (im->progress)
-        im->progress(im->ud, im->stats.rows, len, len);
+        im->progress(im->ud, im->stats.rows, im->bytes_done, im->bytes_total);
     return r;
 }
 
@@ -734,9 +874,15 @@ imp_done(struct imp *im, struct import_stats *stats, char **errors)
         *stats = im->stats;
     if (errors)
         *errors = im->msgs.len ? sbuf_steal(&im->msgs) : NULL;
+    if (im->csv_ok)
+        csv_free(&im->csv);
     sbuf_free(&im->msgs);
     sbuf_free(&im->rec);
+    sbuf_free(&im->pend);
     free(im->foff);
+    free(im->line_of);
+    idset_free(&im->bad_ids);
+    free((char *)im->name);
 }
 
 static bool
@@ -810,7 +956,9 @@ struct cust {
     size_t ncols; /* entries in cols and names */
     bool present[N_TEXT];
     bool has_tags, has_attrs;
-    struct idset ids;
+    bool empty_start;   /* no customers before this file: insert without looking up */
+    long no_tz;         /* customers left without a zone of their own */
+    struct store_saved_indexes *idx; /* dropped for a bulk load, built again at the end */
     sqlite3_stmt *find, *ins, *upd, *touch, *tags_get, *tags_del, *tag_ins, *consent_get,
         *consent_set, *attr_key;
     char *source; /* consents.source */
@@ -1070,6 +1218,7 @@ cust_check(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
 {
     bool ok = true;
     long line = im->rec_line;
+    const char *bad_id_col = NULL;
     for (size_t i = 0; i < nf; i++) {
         struct ccol *cc = &c->cols[i];
         char *v = trim(fv[i]);
@@ -1080,6 +1229,7 @@ cust_check(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
             break;
         case K_ID: {
             long first;
+            bad_id_col = v;
             if (!v[0]) {
                 row_error(im, line,
                           "missing id (every customer needs your own id in the 'id' "
@@ -1088,7 +1238,9 @@ cust_check(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
                 break;
             }
             r->id = v;
-            first = idset_put(&c->ids, v, line);
+            /* A row seen good was written or looked up (cust_write finds
+             * the repeat there); only earlier bad rows are remembered here. */
+            first = idset_get(&im->bad_ids, v);
             if (first) {
                 row_error(im, line,
                           "id %s already on line %ld (each customer may appear once per file; "
@@ -1191,6 +1343,8 @@ cust_check(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
         }
         }
     }
+    if (!ok && bad_id_col && bad_id_col[0])
+        idset_put(&im->bad_ids, bad_id_col, line);
     return ok;
 }
 
@@ -1275,6 +1429,15 @@ write_consent(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int gr
     return exec_stmt(im, c->consent_set, "recording a consent");
 }
 
+static void
+dup_customer(struct imp *im, const char *id, long first)
+{
+    row_error(im, im->rec_line,
+              "id %s already on line %ld (each customer may appear once per file; merge the "
+              "two rows)",
+              show(im, id), first);
+}
+
 /* Upserts a checked row. */
 static void
 cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
@@ -1285,12 +1448,18 @@ cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
     bool row_changed = false, other_changed = false;
     char *attrs = NULL;
 
-    sqlite3_bind_text(f, 1, r->id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(f);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        sqlite3_reset(f);
-        db_error(im, "looking up a customer");
-        return;
+    if (c->empty_start) {
+        /* Nothing was stored before this file: every id is new unless the
+         * file repeats it, which the insert's unique key tells. */
+        rc = SQLITE_DONE;
+    } else {
+        sqlite3_bind_text(f, 1, r->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(f);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            sqlite3_reset(f);
+            db_error(im, "looking up a customer");
+            return;
+        }
     }
 
     if (rc == SQLITE_DONE) {
@@ -1304,9 +1473,30 @@ cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
         bind_text(s, 2 + N_TEXT, r->created_at ? r->created_at : im->now_iso);
         sqlite3_bind_text(s, 3 + N_TEXT, im->now_iso, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 4 + N_TEXT, attrs, -1, SQLITE_STATIC);
-        if (!exec_stmt(im, s, "adding a customer"))
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        if (rc == SQLITE_CONSTRAINT && c->empty_start) {
+            /* The file names this id twice: find the first. */
+            sqlite3_bind_text(f, 1, r->id, -1, SQLITE_STATIC);
+            rc = sqlite3_step(f);
+            id = rc == SQLITE_ROW ? sqlite3_column_int64(f, 0) : 0;
+            sqlite3_reset(f);
+            if (rc != SQLITE_ROW) {
+                db_error(im, "looking up a customer");
+                goto out;
+            }
+            dup_customer(im, r->id, rowid_line(im, id));
             goto out;
+        }
+        if (rc != SQLITE_DONE) {
+            db_error(im, "adding a customer");
+            goto out;
+        }
         id = sqlite3_last_insert_rowid(im->st->db);
+        rowid_line_set(im, id, im->rec_line);
+        if (!r->text[T_TZ])
+            c->no_tz++;
         if (c->has_tags && !write_tags(im, c, id, r, true))
             goto out;
         for (size_t i = 0; i < nf; i++)
@@ -1320,6 +1510,14 @@ cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
     /* An existing customer: compare everything, write only what changed.
      * A column absent from the file keeps the stored value. */
     id = sqlite3_column_int64(f, 0);
+    if (rowid_line(im, id)) {
+        sqlite3_reset(f);
+        dup_customer(im, r->id, rowid_line(im, id));
+        return;
+    }
+    rowid_line_set(im, id, im->rec_line);
+    if (!(c->present[T_TZ] ? r->text[T_TZ] : col_text(f, 1 + T_TZ)))
+        c->no_tz++;
     for (int t = 0; t < N_TEXT; t++)
         if (c->present[t] && !streq_null(r->text[t], col_text(f, 1 + t)))
             row_changed = true;
@@ -1412,7 +1610,9 @@ cust_row(struct imp *im, char **fv, size_t nf)
     for (size_t i = 0; i < nf; i++)
         r.consent[i] = -1;
     ok = cust_check(im, c, fv, nf, &r);
-    if (ok && !im->failed && !im->dberr)
+    /* Good rows are written even after a bad one (all of it is rolled back
+     * at the end): the table is what tells a repeated id. */
+    if (ok && !im->dberr)
         cust_write(im, c, fv, nf, &r);
     free(r.tags);
     if (r.consent != stackc)
@@ -1424,6 +1624,10 @@ static int
 cust_finish(struct imp *im)
 {
     struct cust *c = im->kind;
+    if (c->idx && store_import_indexes_restore(im->st, c->idx) < 0) {
+        db_error(im, "building the customer indexes");
+        return -EIO;
+    }
     if (im->ncols == 0)
         return 0;
     /* Every attribute column of the file is a key audiences may use, even if
@@ -1435,67 +1639,85 @@ cust_finish(struct imp *im)
         if (!exec_stmt(im, c->attr_key, "recording attribute names"))
             return -EIO;
     }
+    /* A customer without a zone gets messages at the default zone's hours:
+     * right for most, 3 a.m. for someone abroad, so the count is said. */
+    if (c->no_tz > 0 && im->default_tz)
+        row_warning(im, 0,
+                    "%ld customer%s no tz; %s %s (add a tz column with an IANA zone such as "
+                    "Europe/Berlin for customers elsewhere)",
+                    c->no_tz, c->no_tz == 1 ? " has" : "s have", c->no_tz == 1 ? "it uses" : "they use",
+                    im->default_tz);
     return 0;
 }
 
-int
-import_customers(struct store *st, const char *name, const char *data, size_t len,
-                 struct import_stats *stats, char **errors, import_progress_fn progress, void *ud)
+static void
+cust_begin(struct imp *im, struct cust *c)
 {
-    struct imp im;
-    struct cust c;
-    int r = 0;
-    imp_init(&im, st, name, len, progress, ud);
-    memset(&c, 0, sizeof(c));
-    im.kind = &c;
-    im.header = cust_header;
-    im.row = cust_row;
-    c.source = xasprintf("import:%s", im.name);
-    if (!prepare(&im, &c.find,
+    int n;
+    im->kind = c;
+    im->header = cust_header;
+    im->row = cust_row;
+    c->source = xasprintf("import:%s", im->name);
+    if (!prepare(im, &c->find,
                  "SELECT id, name, first_name, email, phone, birthday, tz, tier, owner,"
                  " created_at, attrs FROM customers WHERE ext_id = ?1") ||
-        !prepare(&im, &c.ins,
+        !prepare(im, &c->ins,
                  "INSERT INTO customers (ext_id, name, first_name, email, phone, birthday, tz,"
                  " tier, owner, created_at, updated_at, attrs)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)") ||
-        !prepare(&im, &c.upd,
+        !prepare(im, &c->upd,
                  "UPDATE customers SET name = ?2, first_name = ?3, email = ?4, phone = ?5,"
                  " birthday = ?6, tz = ?7, tier = ?8, owner = ?9, created_at = ?10,"
                  " updated_at = ?11, attrs = ?12 WHERE id = ?1") ||
-        !prepare(&im, &c.touch, "UPDATE customers SET updated_at = ?1 WHERE id = ?2") ||
-        !prepare(&im, &c.tags_get,
+        !prepare(im, &c->touch, "UPDATE customers SET updated_at = ?1 WHERE id = ?2") ||
+        !prepare(im, &c->tags_get,
                  "SELECT tag FROM customer_tags WHERE customer_id = ?1 ORDER BY tag") ||
-        !prepare(&im, &c.tags_del, "DELETE FROM customer_tags WHERE customer_id = ?1") ||
-        !prepare(&im, &c.tag_ins, "INSERT INTO customer_tags (customer_id, tag) VALUES (?1, ?2)") ||
-        !prepare(&im, &c.consent_get,
+        !prepare(im, &c->tags_del, "DELETE FROM customer_tags WHERE customer_id = ?1") ||
+        !prepare(im, &c->tag_ins, "INSERT INTO customer_tags (customer_id, tag) VALUES (?1, ?2)") ||
+        !prepare(im, &c->consent_get,
                  "SELECT granted, source FROM consents WHERE customer_id = ?1 AND channel = ?2") ||
-        !prepare(&im, &c.consent_set,
+        !prepare(im, &c->consent_set,
                  "INSERT INTO consents (customer_id, channel, granted, updated_at, source)"
                  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (customer_id, channel) DO UPDATE SET"
                  " granted = excluded.granted, updated_at = excluded.updated_at,"
                  " source = excluded.source") ||
-        !prepare(&im, &c.attr_key, "INSERT OR IGNORE INTO attribute_keys (key) VALUES (?1)"))
-        r = -EIO;
-    if (r == 0)
-        r = imp_run(&im, data, len, cust_finish);
-    sqlite3_finalize(c.find);
-    sqlite3_finalize(c.ins);
-    sqlite3_finalize(c.upd);
-    sqlite3_finalize(c.touch);
-    sqlite3_finalize(c.tags_get);
-    sqlite3_finalize(c.tags_del);
-    sqlite3_finalize(c.tag_ins);
-    sqlite3_finalize(c.consent_get);
-    sqlite3_finalize(c.consent_set);
-    sqlite3_finalize(c.attr_key);
-    idset_free(&c.ids);
-    for (size_t i = 0; c.names && i < c.ncols; i++)
-        free(c.names[i]);
-    free(c.cols);
-    free(c.names);
-    free(c.source);
-    imp_done(&im, stats, errors);
-    return r;
+        !prepare(im, &c->attr_key, "INSERT OR IGNORE INTO attribute_keys (key) VALUES (?1)"))
+        return;
+    if (!imp_begin(im))
+        return;
+    /* Into an empty table, a file loads like sqlite3 .import: rows first,
+     * then each secondary index built once, sorted, in the same
+     * transaction (a rollback brings the old ones back). Inserting into
+     * three random-order indexes row by row was most of the time. */
+    n = store_import_is_empty(im->st, "customers");
+    if (n < 0) {
+        db_error(im, "counting customers");
+        return;
+    }
+    c->empty_start = n == 1;
+    if (c->empty_start && store_import_indexes_drop(im->st, "customers", &c->idx) < 0)
+        db_error(im, "dropping the customer indexes for a bulk load");
+}
+
+static void
+cust_free(struct cust *c)
+{
+    sqlite3_finalize(c->find);
+    sqlite3_finalize(c->ins);
+    sqlite3_finalize(c->upd);
+    sqlite3_finalize(c->touch);
+    sqlite3_finalize(c->tags_get);
+    sqlite3_finalize(c->tags_del);
+    sqlite3_finalize(c->tag_ins);
+    sqlite3_finalize(c->consent_get);
+    sqlite3_finalize(c->consent_set);
+    sqlite3_finalize(c->attr_key);
+    store_import_indexes_free(c->idx);
+    for (size_t i = 0; c->names && i < c->ncols; i++)
+        free(c->names[i]);
+    free(c->cols);
+    free(c->names);
+    free(c->source);
 }
 
 /* ======================================================================= */
@@ -1512,7 +1734,10 @@ struct ord {
     int col[N_OCOLS]; /* field index of each known column, -1 if absent */
     char **names;     /* lower-cased header names (owned), for messages */
     size_t ncols;     /* entries in names */
-    struct idset ids;
+    bool empty_start; /* no orders before this file: insert without looking up */
+    struct store_saved_indexes *idx; /* dropped for a bulk load, built again at the end */
+    char *last_cust;  /* the customer id of the previous row and its rowid: */
+    sqlite3_int64 last_cid; /* orders come grouped by customer */
     sqlite3_int64 *affected; /* customers whose stats need recomputing */
     size_t naff, capaff;
     sqlite3_stmt *cust, *find, *ins, *upd, *tl_add, *tl_upd, *stats;
@@ -1595,6 +1820,10 @@ ord_header(struct imp *im, char **fv, size_t nf)
 static void
 ord_affect(struct ord *o, sqlite3_int64 cid)
 {
+    if (o->empty_start) {
+        o->naff = 1; /* every customer with orders is recomputed at the end */
+        return;
+    }
     if (o->naff && o->affected[o->naff - 1] == cid)
         return; /* orders usually come grouped by customer */
     if (o->naff == o->capaff) {
@@ -1605,14 +1834,39 @@ ord_affect(struct ord *o, sqlite3_int64 cid)
 }
 
 /* The timeline entry of an order, as sorted compact JSON. */
+static bool
+json_plain(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' || (unsigned char)*s >= 0x7F)
+            return false;
+    return true;
+}
+
 static char *
 order_detail(const char *order_id, int64_t cents, const char *currency)
 {
-    json_t *d = json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_cents",
+    json_t *d;
+    /* The usual ids need no escaping: written directly, byte for byte what
+     * jansson writes (sorted keys, compact), without building a tree per
+     * order. Anything else goes through jansson. */
+    if (json_plain(order_id) && json_plain(currency))
+        return xasprintf("{\"amount_cents\":%lld,\"currency\":\"%s\",\"order_id\":\"%s\"}",
+                         (long long)cents, currency, order_id);
+    d = json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_cents",
                           (json_int_t)cents, "currency", currency);
     char *out = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(d);
     return out ? out : xstrdup("{}");
+}
+
+static void
+dup_order(struct imp *im, const char *order_id, long first)
+{
+    row_error(im, im->rec_line,
+              "order_id %s already on line %ld (each order may appear once per file; merge the "
+              "two rows)",
+              show(im, order_id), first);
 }
 
 static void
@@ -1654,7 +1908,8 @@ ord_row(struct imp *im, char **fv, size_t nf)
         row_error(im, line, "missing order_id (every order needs your own order id)");
         ok = false;
     } else {
-        long first = idset_put(&o->ids, order_id, line);
+        /* Good rows are found in the table (below); earlier bad ones here. */
+        long first = idset_get(&im->bad_ids, order_id);
         if (first) {
             row_error(im, line,
                       "order_id %s already on line %ld (each order may appear once per file; "
@@ -1710,12 +1965,19 @@ ord_row(struct imp *im, char **fv, size_t nf)
     if (!cust_id[0]) {
         row_error(im, line, "missing customer_id (the 'id' of a customer already imported)");
         ok = false;
+    } else if (o->last_cust && strcmp(o->last_cust, cust_id) == 0) {
+        cid = o->last_cid;
     } else if (!im->dberr) {
         sqlite3_bind_text(o->cust, 1, cust_id, -1, SQLITE_STATIC);
         rc = sqlite3_step(o->cust);
         if (rc == SQLITE_ROW)
             cid = sqlite3_column_int64(o->cust, 0);
         sqlite3_reset(o->cust);
+        if (rc == SQLITE_ROW) {
+            free(o->last_cust);
+            o->last_cust = xstrdup(cust_id);
+            o->last_cid = cid;
+        }
         if (rc == SQLITE_DONE) {
             row_error(im, line, "unknown customer_id %s (import the customer first, or fix the id)",
                       show(im, cust_id));
@@ -1725,11 +1987,22 @@ ord_row(struct imp *im, char **fv, size_t nf)
             ok = false;
         }
     }
-    if (!ok || im->failed || im->dberr)
+    if (!ok) {
+        if (order_id[0])
+            idset_put(&im->bad_ids, order_id, line);
+        goto done;
+    }
+    /* Good rows are written even after a bad one (all of it is rolled back
+     * at the end): the table is what tells a repeated order_id. */
+    if (im->dberr)
         goto done;
 
-    sqlite3_bind_text(o->find, 1, order_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(o->find);
+    if (o->empty_start) {
+        rc = SQLITE_DONE;
+    } else {
+        sqlite3_bind_text(o->find, 1, order_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(o->find);
+    }
     if (rc == SQLITE_DONE) {
         sqlite3_reset(o->find);
         sqlite3_bind_text(o->ins, 1, order_id, -1, SQLITE_STATIC);
@@ -1737,8 +2010,26 @@ ord_row(struct imp *im, char **fv, size_t nf)
         sqlite3_bind_int64(o->ins, 3, cents);
         sqlite3_bind_text(o->ins, 4, currency, -1, SQLITE_STATIC);
         sqlite3_bind_text(o->ins, 5, ordered_at, -1, SQLITE_STATIC);
-        if (!exec_stmt(im, o->ins, "adding an order"))
+        rc = sqlite3_step(o->ins);
+        sqlite3_reset(o->ins);
+        sqlite3_clear_bindings(o->ins);
+        if (rc == SQLITE_CONSTRAINT && o->empty_start) {
+            /* The file names this order twice: find the first. */
+            sqlite3_bind_text(o->find, 1, order_id, -1, SQLITE_STATIC);
+            rc = sqlite3_step(o->find);
+            oid = rc == SQLITE_ROW ? sqlite3_column_int64(o->find, 0) : 0;
+            sqlite3_reset(o->find);
+            if (rc != SQLITE_ROW)
+                db_error(im, "looking up an order");
+            else
+                dup_order(im, order_id, rowid_line(im, oid));
             goto done;
+        }
+        if (rc != SQLITE_DONE) {
+            db_error(im, "adding an order");
+            goto done;
+        }
+        rowid_line_set(im, sqlite3_last_insert_rowid(im->st->db), line);
         detail = order_detail(order_id, cents, currency);
         sqlite3_bind_int64(o->tl_add, 1, cid);
         sqlite3_bind_int64(o->tl_add, 2, at);
@@ -1755,6 +2046,12 @@ ord_row(struct imp *im, char **fv, size_t nf)
         goto done;
     }
     oid = sqlite3_column_int64(o->find, 0);
+    if (rowid_line(im, oid)) {
+        sqlite3_reset(o->find);
+        dup_order(im, order_id, rowid_line(im, oid));
+        goto done;
+    }
+    rowid_line_set(im, oid, line);
     old_cid = sqlite3_column_int64(o->find, 1);
     if (old_cid == cid && sqlite3_column_int64(o->find, 2) == cents &&
         streq_null(col_text(o->find, 3), currency) &&
@@ -1806,6 +2103,19 @@ ord_finish(struct imp *im)
 {
     struct ord *o = im->kind;
     sqlite3_int64 prev = 0;
+    if (o->idx && store_import_indexes_restore(im->st, o->idx) < 0) {
+        db_error(im, "building the order indexes");
+        return -EIO;
+    }
+    if (o->empty_start) {
+        /* Every order in the table came from this file: one grouped pass
+         * instead of one query per customer. */
+        if (o->naff && store_import_stats_all(im->st) < 0) {
+            db_error(im, "computing customer stats");
+            return -EIO;
+        }
+        return 0;
+    }
     if (o->naff > 1)
         qsort(o->affected, o->naff, sizeof(*o->affected), cmp_i64);
     for (size_t i = 0; i < o->naff; i++) {
@@ -1819,36 +2129,31 @@ ord_finish(struct imp *im)
     return 0;
 }
 
-int
-import_orders(struct store *st, const char *name, const char *data, size_t len,
-              struct import_stats *stats, char **errors, import_progress_fn progress, void *ud)
+static void
+ord_begin(struct imp *im, struct ord *o)
 {
-    struct imp im;
-    struct ord o;
-    int r = 0;
-    imp_init(&im, st, name, len, progress, ud);
-    memset(&o, 0, sizeof(o));
-    im.kind = &o;
-    im.header = ord_header;
-    im.row = ord_row;
-    if (!prepare(&im, &o.cust, "SELECT id FROM customers WHERE ext_id = ?1") ||
-        !prepare(&im, &o.find,
+    int n;
+    im->kind = o;
+    im->header = ord_header;
+    im->row = ord_row;
+    if (!prepare(im, &o->cust, "SELECT id FROM customers WHERE ext_id = ?1") ||
+        !prepare(im, &o->find,
                  "SELECT id, customer_id, amount_cents, currency, ordered_at FROM orders"
                  " WHERE ext_id = ?1") ||
-        !prepare(&im, &o.ins,
+        !prepare(im, &o->ins,
                  "INSERT INTO orders (ext_id, customer_id, amount_cents, currency, ordered_at)"
                  " VALUES (?1, ?2, ?3, ?4, ?5)") ||
-        !prepare(&im, &o.upd,
+        !prepare(im, &o->upd,
                  "UPDATE orders SET customer_id = ?2, amount_cents = ?3, currency = ?4,"
                  " ordered_at = ?5 WHERE id = ?1") ||
-        !prepare(&im, &o.tl_add,
+        !prepare(im, &o->tl_add,
                  "INSERT INTO timeline (customer_id, at, kind, detail)"
                  " VALUES (?1, ?2, 'order', ?3)") ||
-        !prepare(&im, &o.tl_upd,
+        !prepare(im, &o->tl_upd,
                  "UPDATE timeline SET customer_id = ?1, at = ?2, detail = ?3"
                  " WHERE customer_id = ?4 AND kind = 'order'"
                  " AND json_extract(detail, '$.order_id') = ?5") ||
-        !prepare(&im, &o.stats,
+        !prepare(im, &o->stats,
                  "INSERT INTO customer_stats (customer_id, orders_count, total_cents,"
                  " first_order_date, last_order_date)"
                  " SELECT ?1, count(*), coalesce(sum(amount_cents), 0),"
@@ -1858,21 +2163,104 @@ import_orders(struct store *st, const char *name, const char *data, size_t len,
                  " total_cents = excluded.total_cents,"
                  " first_order_date = excluded.first_order_date,"
                  " last_order_date = excluded.last_order_date"))
-        r = -EIO;
-    if (r == 0)
-        r = imp_run(&im, data, len, ord_finish);
-    sqlite3_finalize(o.cust);
-    sqlite3_finalize(o.find);
-    sqlite3_finalize(o.ins);
-    sqlite3_finalize(o.upd);
-    sqlite3_finalize(o.tl_add);
-    sqlite3_finalize(o.tl_upd);
-    sqlite3_finalize(o.stats);
-    idset_free(&o.ids);
-    for (size_t i = 0; o.names && i < o.ncols; i++)
-        free(o.names[i]);
-    free(o.names);
-    free(o.affected);
-    imp_done(&im, stats, errors);
+        return;
+    if (!imp_begin(im))
+        return;
+    n = store_import_is_empty(im->st, "orders");
+    if (n < 0)
+        db_error(im, "counting orders");
+    o->empty_start = n == 1;
+    if (o->empty_start && store_import_indexes_drop(im->st, "orders", &o->idx) < 0)
+        db_error(im, "dropping the order indexes for a bulk load");
+}
+
+static void
+ord_free(struct ord *o)
+{
+    sqlite3_finalize(o->cust);
+    sqlite3_finalize(o->find);
+    sqlite3_finalize(o->ins);
+    sqlite3_finalize(o->upd);
+    sqlite3_finalize(o->tl_add);
+    sqlite3_finalize(o->tl_upd);
+    sqlite3_finalize(o->stats);
+    for (size_t i = 0; o->names && i < o->ncols; i++)
+        free(o->names[i]);
+    free(o->names);
+    free(o->affected);
+    free(o->last_cust);
+    store_import_indexes_free(o->idx);
+}
+
+/* ======================================================================= */
+/* the streaming interface                                                 */
+/* ======================================================================= */
+
+struct import {
+    struct imp im;
+    enum import_kind kind;
+    struct cust c;
+    struct ord o;
+};
+
+struct import *
+import_begin(struct store *st, enum import_kind kind, const char *name,
+             const struct import_opts *opts)
+{
+    struct import *imp = xcalloc(1, sizeof(*imp));
+    imp_init(&imp->im, st, name, opts ? opts->total : 0, opts ? opts->progress : NULL,
+             opts ? opts->ud : NULL);
+    if (opts && opts->default_tz)
+        imp->im.default_tz = xstrdup(opts->default_tz);
+    imp->kind = kind;
+    if (kind == IMPORT_CUSTOMERS)
+        cust_begin(&imp->im, &imp->c);
+    else
+        ord_begin(&imp->im, &imp->o);
+    return imp;
+}
+
+int
+import_feed(struct import *imp, const char *data, size_t len)
+{
+    return imp_feed(&imp->im, data, len);
+}
+
+int
+import_end(struct import *imp, bool abort, struct import_stats *stats, char **errors)
+{
+    int r = imp_end(&imp->im, abort, imp->kind == IMPORT_CUSTOMERS ? cust_finish : ord_finish);
+    if (imp->kind == IMPORT_CUSTOMERS)
+        cust_free(&imp->c);
+    else
+        ord_free(&imp->o);
+    free((char *)imp->im.default_tz);
+    imp_done(&imp->im, stats, errors);
+    free(imp);
     return r;
+}
+
+static int
+import_whole(struct store *st, enum import_kind kind, const char *name, const char *data,
+             size_t len, struct import_stats *stats, char **errors, import_progress_fn progress,
+             void *ud)
+{
+    struct import_opts o = {NULL, len, progress, ud};
+    struct import *imp = import_begin(st, kind, name, &o);
+    import_feed(imp, data, len);
+    return import_end(imp, false, stats, errors);
+}
+
+int
+import_customers(struct store *st, const char *name, const char *data, size_t len,
+                 struct import_stats *stats, char **errors, import_progress_fn progress, void *ud)
+{
+    return import_whole(st, IMPORT_CUSTOMERS, name, data, len, stats, errors, progress, ud);
+}
+
+int
+import_orders(struct store *st, const char *name, const char *data, size_t len,
+              struct import_stats *stats, char **errors, import_progress_fn progress, void *ud)
+{
+    return import_whole(st, IMPORT_ORDERS, name, data, len, stats, errors, progress, ud);
 }

@@ -58,6 +58,7 @@
 #ifndef NUDGE_IMPORT_H
 #define NUDGE_IMPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "store.h"
@@ -73,6 +74,36 @@ struct import_stats {
 
 /* Called every 1000 rows and once at the end, from the importing thread. */
 typedef void (*import_progress_fn)(void *ud, long rows_done, size_t bytes_done, size_t bytes_total);
+
+/*
+ * Streaming: import_begin() opens the transaction, import_feed() takes the
+ * file in pieces of any size (cut anywhere, even inside a line or a UTF-8
+ * sequence; each byte is scanned once), import_end() gives the verdict and
+ * commits or rolls back, fills stats and *errors like import_customers()
+ * and frees imp. abort = the sender went away before the end of the file:
+ * roll back. Memory stays bounded by the longest line, the SQLite page cache
+ * and 4 bytes per row of the target table (to tell "already on line N").
+ *
+ * The customers import ends with a warning counting the customers that are
+ * left without a zone of their own: "N customers have no tz; they use
+ * DEFAULT_TZ", when opts->default_tz is set.
+ */
+enum import_kind { IMPORT_CUSTOMERS, IMPORT_ORDERS };
+
+struct import_opts {
+    const char *default_tz; /* the configured zone, named in the no-tz warning */
+    size_t total;           /* the file's size if known (progress), else 0 */
+    import_progress_fn progress;
+    void *ud;
+};
+
+struct import;
+struct import *import_begin(struct store *st, enum import_kind kind, const char *name,
+                            const struct import_opts *opts);
+/* 0, or a negative errno once the import cannot go on (the database failed):
+ * feeding more is useless; import_end() reports why. */
+int import_feed(struct import *imp, const char *data, size_t len);
+int import_end(struct import *imp, bool abort, struct import_stats *stats, char **errors);
 
 /*
  * Parses data[0..len) (a whole CSV file; a UTF-8 BOM is skipped) and upserts

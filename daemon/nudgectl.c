@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -177,6 +180,134 @@ out:
     return rep;
 }
 
+/* The progress bar of an import, on standard error, redrawn in place. */
+static void
+draw_bar(json_t *msg, size_t total)
+{
+    long long rows = (long long)json_integer_value(json_object_get(msg, "rows")),
+              bytes = (long long)json_integer_value(json_object_get(msg, "bytes"));
+    int pct = total ? (int)((double)bytes * 100 / (double)total) : 100, fill;
+    char bar[31];
+    if (pct > 100)
+        pct = 100;
+    fill = pct * 30 / 100;
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '-';
+    bar[30] = '\0';
+    fprintf(stderr, "\r  [%s] %3d%%  %lld rows  %.1f/%.1f MB\033[K", bar, pct, rows,
+            (double)bytes / 1e6, (double)total / 1e6);
+    fflush(stderr);
+}
+
+/*
+ * An import: the request line, then the file's `size` bytes streamed from
+ * fd in pieces while progress lines come back; returns the final answer.
+ * The daemon reads the file at the pace it can import it (the socket holds
+ * the rest back), so neither side holds the whole file in memory. A daemon
+ * that answers early (a bad request) stops the sending; its answer is read.
+ */
+static json_t *
+call_import(const char *sock, json_t *req, int fd, size_t size, int *rc)
+{
+    char *head = json_dumps(req, JSON_COMPACT), *buf = xmalloc(256 << 10);
+    size_t hlen = strlen(head), hoff = 0, sent = 0, boff = 0, blen = 0;
+    int s = connect_socket(sock);
+    bool sending = true, bar = !json_out && isatty(1) && isatty(2), drawn = false;
+    struct sbuf in;
+    json_t *rep = NULL;
+    *rc = 0;
+    sbuf_init(&in);
+    if (s < 0) {
+        fprintf(stderr, "nudgectl: cannot reach nudged at %s: %s\n"
+                        "    is nudged running? Point at its socket with -s or -c nudge.yaml\n",
+                sock, strerror(-s));
+        *rc = 3;
+        goto out;
+    }
+    head = xrealloc(head, hlen + 2);
+    head[hlen++] = '\n';
+    head[hlen] = '\0';
+    while (!rep) {
+        struct pollfd p = {s, POLLIN | (sending ? POLLOUT : 0), 0};
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (sending && (p.revents & POLLOUT)) {
+            ssize_t w;
+            if (hoff < hlen) {
+                w = send(s, head + hoff, hlen - hoff, MSG_NOSIGNAL);
+                if (w > 0)
+                    hoff += (size_t)w;
+            } else {
+                if (boff == blen && sent < size) {
+                    ssize_t r = read(fd, buf, 256 << 10);
+                    if (r <= 0) {
+                        fprintf(stderr, "nudgectl: reading the file: %s\n",
+                                r < 0 ? strerror(errno) : "it became shorter while being sent");
+                        *rc = 1;
+                        goto out;
+                    }
+                    boff = 0;
+                    blen = (size_t)r;
+                    if (blen > size - sent)
+                        blen = size - sent;
+                }
+                w = send(s, buf + boff, blen - boff, MSG_NOSIGNAL);
+                if (w > 0) {
+                    boff += (size_t)w;
+                    sent += (size_t)w;
+                }
+            }
+            if (w < 0 && errno != EINTR && errno != EAGAIN)
+                sending = false; /* the daemon hung up: its answer may be waiting */
+            if (hoff == hlen && sent == size)
+                sending = false;
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            char rb[65536];
+            size_t scanned = in.len;
+            char *nl;
+            ssize_t n = read(s, rb, sizeof(rb));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                fprintf(stderr, "%snudgectl: nudged closed the connection without an answer\n",
+                        drawn ? "\n" : "");
+                *rc = 3;
+                goto out;
+            }
+            sbuf_add(&in, rb, (size_t)n);
+            while (!rep && (nl = memchr(in.s + scanned, '\n', in.len - scanned))) {
+                json_t *msg = json_loadb(in.s, (size_t)(nl - in.s), 0, NULL);
+                size_t used = (size_t)(nl - in.s) + 1;
+                memmove(in.s, nl + 1, in.len - used);
+                in.len -= used;
+                scanned = 0;
+                if (msg && json_object_get(msg, "ok"))
+                    rep = json_incref(msg);
+                else if (msg && json_object_get(msg, "progress") && bar) {
+                    draw_bar(msg, size);
+                    drawn = true;
+                }
+                json_decref(msg);
+            }
+        }
+    }
+out:
+    if (drawn)
+        fputs("\r\033[K", stderr); /* the bar goes; the summary stays */
+    if (!rep && !*rc)
+        *rc = 3;
+    if (s >= 0)
+        close(s);
+    sbuf_free(&in);
+    free(head);
+    free(buf);
+    return rep;
+}
+
 static const char *
 jstr(json_t *o, const char *k)
 {
@@ -320,10 +451,12 @@ print_human(const char *cmd, json_t *rep)
         printf("%lld deliver%s made due again\n", jint(rep, "retried"),
                jint(rep, "retried") == 1 ? "y" : "ies");
     } else if (!strcmp(cmd, "import")) {
-        printf("%lld rows: %lld inserted, %lld updated, %lld unchanged\n", jint(rep, "rows"),
-               jint(rep, "inserted"), jint(rep, "updated"), jint(rep, "unchanged"));
+        /* Warnings first, so the summary is the last thing on the screen. */
         if (*jstr(rep, "messages"))
             fputs(jstr(rep, "messages"), stderr);
+        fflush(stderr);
+        printf("%lld rows: %lld inserted, %lld updated, %lld unchanged\n", jint(rep, "rows"),
+               jint(rep, "inserted"), jint(rep, "updated"), jint(rep, "unchanged"));
     } else if (!strcmp(cmd, "forecast")) {
         printf("%-26s %-21s %-22s %-12s %s\n", "LOCAL TIME", "UTC", "RULE", "CUSTOMER",
                "CHANNEL");
@@ -510,6 +643,8 @@ main(int argc, char **argv)
     const char *cmd;
     int c, rc;
     json_t *req, *rep;
+    int import_fd = -1;
+    size_t import_size = 0;
 
     while ((c = getopt_long(argc, argv, "+s:c:hV", gopts, NULL)) != -1) {
         switch (c) {
@@ -644,52 +779,27 @@ main(int argc, char **argv)
         else
             return die_usage("%s", "usage: nudgectl retry ID | nudgectl retry --dead");
     } else if (!strcmp(cmd, "import")) {
-        char *text_data;
-        size_t len;
-        int r;
+        struct stat sb;
         if (nargs != 2 || (strcmp(args[0], "customers") && strcmp(args[0], "orders")))
             return die_usage("%s", "usage: nudgectl import customers|orders FILE.csv");
-        if ((r = read_file(args[1], &text_data, &len)) < 0) {
-            fprintf(stderr, "nudgectl: cannot read %s: %s\n", args[1], strerror(-r));
+        import_fd = open(args[1], O_RDONLY | O_CLOEXEC);
+        if (import_fd < 0 || fstat(import_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+            fprintf(stderr, "nudgectl: cannot read %s: %s\n", args[1],
+                    import_fd < 0 || !S_ISREG(sb.st_mode) ? strerror(import_fd < 0 ? errno : EISDIR)
+                                                          : strerror(errno));
+            if (import_fd >= 0)
+                close(import_fd);
             json_decref(req);
             return 1;
         }
-        if (strlen(text_data) != len) {
-            fprintf(stderr, "%s: error: the file contains NUL bytes; is it really CSV text?\n",
-                    args[1]);
-            free(text_data);
-            json_decref(req);
-            return 1;
-        }
-        if (!utf8_valid(text_data, len)) {
-            /* Find the line for the message; the daemon would say the same. */
-            size_t line = 1, i = 0, start = 0;
-            while (i < len) {
-                size_t j = i;
-                while (j < len && text_data[j] != '\n')
-                    j++;
-                if (!utf8_valid(text_data + i, j - i)) {
-                    start = i;
-                    break;
-                }
-                line++;
-                i = j + 1;
-            }
-            (void)start;
-            fprintf(stderr, "%s:%zu: invalid UTF-8 (save the file as UTF-8); nothing was "
-                            "imported\n",
-                    args[1], line);
-            free(text_data);
-            json_decref(req);
-            return 1;
-        }
+        import_size = (size_t)sb.st_size;
         if (!json_out)
-            fprintf(stderr, "importing %s (%zu bytes)...\n", args[1], len);
+            fprintf(stderr, "importing %s (%zu bytes)...\n", args[1], import_size);
+        /* The file follows the request on the connection, streamed. */
         json_object_set_new(req, "cmd", json_string("import"));
         json_object_set_new(req, "kind", json_string(args[0]));
         json_object_set_new(req, "name", json_string(args[1]));
-        json_object_set_new(req, "data", json_stringn(text_data, len));
-        free(text_data);
+        json_object_set_new(req, "size", json_integer((json_int_t)import_size));
     } else if (!strcmp(cmd, "preview")) {
         if (nargs != 1)
             return die_usage("%s", "usage: nudgectl preview RULE [--at TIME] [--limit N]");
@@ -744,7 +854,10 @@ main(int argc, char **argv)
         } else
             sock = getenv("NUDGE_SOCKET") ? getenv("NUDGE_SOCKET") : "/run/nudge/admin.sock";
     }
-    rep = call(sock, req, &rc);
+    rep = import_fd >= 0 ? call_import(sock, req, import_fd, import_size, &rc)
+                         : call(sock, req, &rc);
+    if (import_fd >= 0)
+        close(import_fd);
     json_decref(req);
     pending_req = NULL;
     config_free(cfg);

@@ -949,6 +949,160 @@ import_speed_is_printed(void **state)
     }
 }
 
+/* ---- streaming: the file in pieces --------------------------------------- */
+
+/* Feeds csv in pieces of `piece` bytes (the last may be shorter). */
+static int
+imp_chunked(struct fixture *f, enum import_kind kind, const char *name, const char *csv,
+            size_t len, size_t piece, const char *default_tz, struct import_stats *stats,
+            char **errors)
+{
+    struct import_opts o = {default_tz, len, NULL, NULL};
+    struct import *imp = import_begin(f->st, kind, name, &o);
+    for (size_t off = 0; off < len; off += piece)
+        import_feed(imp, csv + off, len - off < piece ? len - off : piece);
+    return import_end(imp, false, stats, errors);
+}
+
+static void
+a_file_in_many_pieces_imports_like_the_whole(void **state)
+{
+    struct fixture *f = *state;
+    struct import_stats s;
+    size_t len;
+    char *csv = generate_customers(5000, &len), *errors = NULL;
+    /* Pieces of 4093 bytes cut lines and UTF-8 sequences anywhere. */
+    assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "gen.csv", csv, len, 4093, NULL, &s, &errors), 0);
+    assert_null(errors);
+    assert_int_equal(s.rows, 5000);
+    assert_int_equal(s.inserted, 5000);
+    assert_true(len > 20 * 4093);
+    /* The whole file again finds every row as the pieces stored it. */
+    assert_int_equal(import_customers(f->st, "gen.csv", csv, len, &s, &errors, NULL, NULL), 0);
+    assert_null(errors);
+    assert_int_equal(s.unchanged, 5000);
+    /* And byte by byte, CRLF split between two pieces included. */
+    assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "gen.csv", csv, len, 1, NULL, &s, &errors), 0);
+    assert_int_equal(s.unchanged, 5000);
+    free(csv);
+    {
+        const char *crlf = "id,name\r\nB1,One\r\nB2,\"Two\r\nLines\"\r\n,No Id\r\n";
+        assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "crlf.csv", crlf, strlen(crlf), 1,
+                                     NULL, &s, &errors),
+                         -EINVAL);
+        assert_non_null(errors);
+        assert_non_null(strstr(errors, "crlf.csv:5: missing id"));
+        free(errors);
+    }
+}
+
+static void
+a_bad_row_in_the_last_piece_imports_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct import_stats s;
+    size_t len;
+    char *csv = generate_customers(5000, &len), *errors = NULL;
+    csv = xrealloc(csv, len + 128);
+    len += (size_t)snprintf(csv + len, 128, "X1,Late,L,late@example.com,,2026-02-30,UTC,normal,,,,,\n");
+    assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "big.csv", csv, len, 4096, NULL, &s, &errors),
+                     -EINVAL);
+    assert_non_null(errors);
+    assert_non_null(strstr(errors, "big.csv:5002: "));
+    assert_int_equal(s.inserted, 0);
+    assert_int_equal(q_int(f->st, "SELECT count(*) FROM customers"), 0);
+    assert_int_equal(q_int(f->st, "SELECT count(*) FROM customer_tags"), 0);
+    /* The indexes dropped for the bulk load came back with the rollback. */
+    assert_int_equal(q_int(f->st, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+                                  " AND tbl_name = 'customers' AND sql IS NOT NULL"),
+                     3);
+    free(errors);
+    free(csv);
+}
+
+static void
+a_repeated_id_far_apart_names_the_first_line(void **state)
+{
+    struct fixture *f = *state;
+    struct import_stats s;
+    size_t len;
+    char *csv = generate_customers(3000, &len), *errors = NULL;
+    size_t first = (size_t)(strchr(csv, '\n') + 1 - csv); /* the first data row: line 2 */
+    size_t rowlen = (size_t)(strchr(csv + first, '\n') - (csv + first)) + 1;
+    csv = xrealloc(csv, len + rowlen + 1);
+    memcpy(csv + len, csv + first, rowlen);
+    len += rowlen;
+    csv[len] = '\0';
+    /* Into an empty table (insert first) and into a full one (look up first). */
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "dup.csv", csv, len, 8192, NULL, &s, &errors),
+                         -EINVAL);
+        assert_non_null(errors);
+        assert_non_null(strstr(errors, "dup.csv:3002: id "));
+        assert_non_null(strstr(errors, "already on line 2"));
+        free(errors);
+        errors = NULL;
+        if (round == 0)
+            assert_int_equal(import_customers(f->st, "gen.csv", csv, len - rowlen, &s, &errors,
+                                              NULL, NULL),
+                             0);
+    }
+    free(csv);
+}
+
+static void
+customers_without_a_zone_are_counted(void **state)
+{
+    struct fixture *f = *state;
+    struct import_stats s;
+    char *errors = NULL;
+    const char *csv = "id,name,tz\nZ1,A,\nZ2,B,Europe/Berlin\nZ3,C,\n";
+    assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "tz.csv", csv, strlen(csv), 5,
+                                 "Asia/Shanghai", &s, &errors),
+                     0);
+    assert_non_null(errors);
+    assert_non_null(strstr(errors, "tz.csv: warning: 2 customers have no tz; they use "
+                                   "Asia/Shanghai"));
+    assert_int_equal(s.warnings, 1);
+    free(errors);
+    /* A file without a tz column keeps stored zones: only Z1 and Z3 lack one. */
+    csv = "id,name\nZ1,A2\nZ2,B2\nZ3,C2\n";
+    assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "tz2.csv", csv, strlen(csv), 64,
+                                 "Asia/Shanghai", &s, &errors),
+                     0);
+    assert_non_null(errors);
+    assert_non_null(strstr(errors, "2 customers have no tz"));
+    free(errors);
+    csv = "id,name,tz\nZ1,A,UTC\nZ3,C,UTC\n";
+    assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "tz3.csv", csv, strlen(csv), 64,
+                                 "Asia/Shanghai", &s, &errors),
+                     0);
+    assert_null(errors);
+    csv = "id,name,tz\nZ4,D,\n";
+    assert_int_equal(imp_chunked(f, IMPORT_CUSTOMERS, "tz4.csv", csv, strlen(csv), 64, "UTC", &s,
+                                 &errors),
+                     0);
+    assert_non_null(errors);
+    assert_non_null(strstr(errors, "tz4.csv: warning: 1 customer has no tz; it uses UTC"));
+    free(errors);
+}
+
+static void
+an_aborted_stream_imports_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct import_stats s;
+    char *errors = NULL;
+    const char *csv = "id,name\nA1,One\nA2,Two\n";
+    struct import *imp = import_begin(f->st, IMPORT_CUSTOMERS, "cut.csv", NULL);
+    import_feed(imp, csv, strlen(csv));
+    assert_true(import_end(imp, true, &s, &errors) < 0);
+    assert_non_null(errors);
+    assert_non_null(strstr(errors, "ended early"));
+    free(errors);
+    assert_int_equal(q_int(f->st, "SELECT count(*) FROM customers"), 0);
+}
+
 int
 main(void)
 {
@@ -972,6 +1126,11 @@ main(void)
         T(bad_orders_are_reported_and_nothing_is_written),
         T(an_order_for_an_unknown_customer_is_an_error),
         T(progress_is_reported_every_1000_rows_and_at_the_end),
+        T(a_file_in_many_pieces_imports_like_the_whole),
+        T(a_bad_row_in_the_last_piece_imports_nothing),
+        T(a_repeated_id_far_apart_names_the_first_line),
+        T(customers_without_a_zone_are_counted),
+        T(an_aborted_stream_imports_nothing),
         T(import_speed_is_printed),
 #undef T
     };
