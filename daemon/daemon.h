@@ -64,6 +64,8 @@ struct daemon {
     struct holiday_set *hs;
     char *secret;                /* installation HMAC key */
     char **attrs;                /* known custom attributes, NULL-terminated */
+    int lock_fd;                 /* the database's lock (store_lock), -1 if not held */
+    char instance[33];           /* this run's id: the owner of its claims (hex) */
 
     /* The clock: real time plus an offset, or frozen and moved by advance. */
     bool frozen;

@@ -4,6 +4,16 @@
  * and runs one batch at a time on libuv's thread pool: claim due rows (with
  * a lease), render them, hand them to the backend in one send() call, record
  * every result. A slot whose batch was full goes again at once.
+ *
+ * Results are durable one message at a time where the backend can say when
+ * a message is settled (send_result_report in <nudge/channel.h>: smtp,
+ * spool, task): the slot commits that message's row (sent, its timeline
+ * entry, or the failure) in a small transaction of its own before the
+ * backend goes on to the next message of the session, so a crash repeats
+ * at most the message in flight on each session. Results a backend did not
+ * report (the HTTP backends) and rows rendering did not send are recorded
+ * together after send() returns, in one transaction. Every update names the
+ * batch's claim (this instance's id and a token per batch): see outbox.h.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -65,6 +75,63 @@ struct held {
     char *why;             /* the reason for skip/suppress/fail/defer (else NULL) */
 };
 
+/* One send() call as the per-message reporter sees it. */
+struct batch {
+    struct send_reporter rep; /* first: a backend's reporter is this */
+    struct slot *s;
+    struct delivery *ds;                /* the claimed rows */
+    const struct nudge_message *msgs;   /* the messages sent, msgs[k] is ds[idx[k]] */
+    const size_t *idx;
+    bool *recorded;                     /* msgs[k]'s result is committed already */
+};
+
+/* Writes one sent message's result inside the caller's transaction: the
+ * row's new state, and its timeline entry or the failure's consequences.
+ * Returns 0, or a negative errno when the write failed. */
+static int
+record_result(struct slot *s, const struct delivery *dl, const struct nudge_message *m,
+              const struct send_result *r)
+{
+    struct chan *c = s->chan;
+    if (outbox_record(s->st, dl, r, s->now, c->lifetime, c->max_attempts) < 0)
+        return -EIO;
+    if (r->status == SEND_OK) {
+        add_timeline_sent(s->st, dl->customer_id, s->now, m);
+        return 0;
+    }
+    log_info("dispatch", "delivery %lld (%s, %s): %s: %s", (long long)dl->id, dl->rule, c->name,
+             r->status == SEND_PERMANENT ? "permanent failure" : "will retry", r->error);
+    /* A permanent refusal of the address keeps later sends away from it. */
+    if (r->status == SEND_PERMANENT && m->to && r->code >= 500 &&
+        (!strcmp(c->name, "email") || !strcmp(c->name, "sms")))
+        add_suppression(s->st, c->name, m->to, r->error, s->now);
+    return 0;
+}
+
+/* The reporter (worker thread, inside the backend's send()): message k's
+ * outcome is known, so it is committed now, before the backend sends the
+ * next one. A write that fails is rolled back and left to the batch's
+ * transaction after send(). */
+static void
+on_report(struct send_reporter *rep, size_t k, const struct send_result *r)
+{
+    struct batch *b = (struct batch *)rep;
+    struct slot *s = b->s;
+    if (b->recorded[k])
+        return;
+    if (store_begin(s->st) < 0)
+        return;
+    if (record_result(s, &b->ds[b->idx[k]], &b->msgs[k], r) < 0 || store_commit(s->st) < 0) {
+        store_rollback(s->st);
+        return;
+    }
+    b->recorded[k] = true;
+    if (r->status == SEND_OK)
+        s->sent++;
+    else
+        s->failed++;
+}
+
 /* Worker thread: one batch. */
 static void
 job_work(uv_work_t *w)
@@ -80,15 +147,20 @@ job_work(uv_work_t *w)
     struct held *held = NULL;
     size_t *idx = NULL, nmsg = 0, nsent = 0, n = 0;
     int64_t *sent_ids = NULL;
+    bool *recorded = NULL;
     char why[512];
     struct render_env env = {s->st, d->cfg, s->rs, d->secret, s->now};
+    /* This batch's claim: every update of its rows names it. */
+    struct claim who = {d->instance, outbox_claim_token()};
+    struct batch b;
     bool reading;
 
     s->claimed = 0;
     s->sent = s->failed = s->other = 0;
     if (c->be->batch_max && c->be->batch_max < max)
         max = c->be->batch_max;
-    if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &ds, &n) < 0 || !n)
+    if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &who, &ds, &n) < 0 ||
+        !n)
         goto out;
     s->claimed = n;
     rd = xcalloc(n, sizeof(*rd));
@@ -96,6 +168,7 @@ job_work(uv_work_t *w)
     res = xcalloc(n, sizeof(*res));
     idx = xcalloc(n, sizeof(*idx));
     held = xcalloc(n, sizeof(*held));
+    recorded = xcalloc(n, sizeof(*recorded));
 
     /* The batch renders from one read transaction: one snapshot and one
      * shared lock for its few queries per message instead of a lock taken
@@ -123,61 +196,62 @@ job_work(uv_work_t *w)
             held[idx[k]].release = true;
         nmsg = 0;
     }
-    if (nmsg)
+    if (nmsg) {
+        b = (struct batch){{on_report, res, nmsg}, s, ds, msgs, idx, recorded};
+        for (size_t k = 0; k < nmsg; k++)
+            res[k].reporter = &b.rep;
         c->be->send(s->state, msgs, nmsg, res);
+    }
 
-    /* One transaction for the batch's results: one fsync, not n. */
+    /* One transaction for the rest: rows not sent, and results the backend
+     * did not report (one fsync, not one per row). */
     store_begin(s->st);
     for (size_t i = 0; i < n; i++) {
         if (held[i].release) {
-            outbox_release(s->st, ds[i].id);
+            outbox_release(s->st, &ds[i]);
             continue;
         }
         switch (held[i].rs) {
         case RENDER_OK:
             break;
         case RENDER_SKIP:
-            outbox_finish(s->st, ds[i].id, "skipped", held[i].why, s->now);
+            outbox_finish(s->st, &ds[i], "skipped", held[i].why, s->now);
             s->other++;
             break;
         case RENDER_SUPPRESS:
-            outbox_finish(s->st, ds[i].id, "suppressed", held[i].why, s->now);
+            outbox_finish(s->st, &ds[i], "suppressed", held[i].why, s->now);
             s->other++;
             break;
         case RENDER_FAIL:
-            outbox_finish(s->st, ds[i].id, "dead", held[i].why, s->now);
+            outbox_finish(s->st, &ds[i], "dead", held[i].why, s->now);
             s->failed++;
             break;
         case RENDER_DEFER:
-            outbox_defer(s->st, ds[i].id, rd[i].defer_until, held[i].why);
+            outbox_defer(s->st, &ds[i], rd[i].defer_until, held[i].why);
             s->other++;
             break;
         }
     }
-    /* Sent rows in one UPDATE (their timeline rows each in order); the
-     * others one by one, as each has its own next state and error. */
+    /* Unreported sent rows in one UPDATE (their timeline rows each in
+     * order); the others one by one, as each has its own next state and
+     * error. */
     if (nmsg)
         sent_ids = xmalloc(nmsg * sizeof(*sent_ids));
     for (size_t k = 0; k < nmsg; k++) {
         struct delivery *dl = &ds[idx[k]];
         const struct nudge_message *m = &msgs[k];
+        if (recorded[k])
+            continue;
         if (res[k].status == SEND_OK) {
             sent_ids[nsent++] = dl->id;
             add_timeline_sent(s->st, dl->customer_id, s->now, m);
             s->sent++;
         } else {
-            outbox_record(s->st, dl, &res[k], s->now, c->lifetime, c->max_attempts);
+            record_result(s, dl, m, &res[k]);
             s->failed++;
-            log_info("dispatch", "delivery %lld (%s, %s): %s: %s", (long long)dl->id, dl->rule,
-                     c->name, res[k].status == SEND_PERMANENT ? "permanent failure" : "will retry",
-                     res[k].error);
-            /* A permanent refusal of the address keeps later sends away from it. */
-            if (res[k].status == SEND_PERMANENT && m->to && res[k].code >= 500 &&
-                (!strcmp(c->name, "email") || !strcmp(c->name, "sms")))
-                add_suppression(s->st, c->name, m->to, res[k].error, s->now);
         }
     }
-    outbox_record_sent(s->st, sent_ids, nsent, s->now);
+    outbox_record_sent(s->st, &who, sent_ids, nsent, s->now);
     store_commit(s->st);
 out:
     for (size_t i = 0; i < n; i++) {
@@ -188,6 +262,7 @@ out:
         delivery_clear(&ds[i]);
     }
     free(sent_ids);
+    free(recorded);
     free(ds);
     free(rd);
     free(msgs);

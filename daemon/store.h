@@ -23,6 +23,7 @@
  *   deliveries(id INTEGER PRIMARY KEY, rule, customer_id, occurrence, action INTEGER,
  *          channel, state, due_at, created_at, attempts, next_attempt_at,
  *          lease_until, last_error, sent_at, marketing 0|1,
+ *          claim_owner, claim_token  -- who holds a row in 'sending' (outbox.h)
  *          UNIQUE(rule, customer_id, occurrence, action))
  *       state: pending | sending | sent | retry | dead | suppressed | skipped
  *   suppressions(channel, address, reason, created_at) PRIMARY KEY(channel, address)
@@ -44,7 +45,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 struct store_stmt_cache;
 
@@ -54,7 +55,16 @@ struct store {
     struct store_stmt_cache *cache; /* prepared statements of the hot paths */
 };
 
-/* Opens (creating if needed) and migrates to the current schema. */
+/* One daemon per database: takes an exclusive lock on <path>.lock (created
+ * 0600, holding our pid) for as long as *lock_fd stays open. -EBUSY (err
+ * names the pid holding it) when another process has it. */
+int store_lock(const char *path, int *lock_fd, struct nerr *err);
+void store_unlock(int lock_fd);
+/* Logs a warning, with the chmod that fixes it, for each of the database's
+ * files (the database, -wal, -shm) that its group or others can read. */
+void store_warn_if_readable(const char *path);
+
+/* Opens (creating if needed, mode 0600) and migrates to the current schema. */
 int store_open(const char *path, struct store **out, struct nerr *err);
 void store_close(struct store *st);
 /* The schema version of an open database. */

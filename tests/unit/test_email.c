@@ -640,7 +640,7 @@ send_delivers_a_batch_over_one_session(void **state)
 {
     struct sink s;
     struct nudge_message msgs[3];
-    struct send_result res[3];
+    struct send_result res[3] = {0};
     void *st;
     char *log, *text;
     size_t files = 0;
@@ -682,7 +682,7 @@ send_reports_each_message_of_a_mixed_batch(void **state)
 {
     struct sink s;
     struct nudge_message msgs[3];
-    struct send_result res[3];
+    struct send_result res[3] = {0};
     void *st;
     size_t files = 0;
     char *text;
@@ -710,7 +710,7 @@ send_classifies_4xx_recipient_reply_as_transient(void **state)
 {
     struct sink s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     void *st;
     size_t files = 0;
     char *text;
@@ -736,7 +736,7 @@ send_classifies_5xx_recipient_reply_as_permanent(void **state)
 {
     struct sink s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     void *st;
     (void)state;
     sink_start(&s, "-f", "RCPT", NULL);
@@ -757,7 +757,7 @@ send_classifies_5xx_end_of_data_as_permanent(void **state)
 {
     struct sink s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     void *st;
     (void)state;
     sink_start(&s, "-f", ".", NULL);
@@ -776,7 +776,7 @@ send_treats_a_connection_dropped_after_data_as_transient(void **state)
 {
     struct sink s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     void *st;
     (void)state;
     /* Disconnect without a reply after the final "."; the message may or
@@ -800,7 +800,7 @@ send_treats_a_rejected_greeting_as_transient(void **state)
 {
     struct sink s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     void *st;
     (void)state;
     /* A 5xx before any transaction says nothing about the recipient. */
@@ -819,7 +819,7 @@ static void
 send_to_a_closed_port_is_transient(void **state)
 {
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     int port = tu_free_port();
     void *st = open_smtp(port, NULL, NULL);
     (void)state;
