@@ -117,14 +117,19 @@ on_report(struct send_reporter *rep, size_t k, const struct send_result *r)
 {
     struct batch *b = (struct batch *)rep;
     struct slot *s = b->s;
+    bool ok;
     if (b->recorded[k])
         return;
-    if (store_begin(s->st) < 0)
-        return;
-    if (record_result(s, &b->ds[b->idx[k]], &b->msgs[k], r) < 0 || store_commit(s->st) < 0) {
+    uv_mutex_lock(&s->chan->d->write_mu);
+    ok = store_begin(s->st) == 0;
+    if (ok && (record_result(s, &b->ds[b->idx[k]], &b->msgs[k], r) < 0 ||
+               store_commit(s->st) < 0)) {
         store_rollback(s->st);
-        return;
+        ok = false;
     }
+    uv_mutex_unlock(&s->chan->d->write_mu);
+    if (!ok)
+        return;
     b->recorded[k] = true;
     if (r->status == SEND_OK)
         s->sent++;
@@ -159,8 +164,11 @@ job_work(uv_work_t *w)
     s->sent = s->failed = s->other = 0;
     if (c->be->batch_max && c->be->batch_max < max)
         max = c->be->batch_max;
-    if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &who, &ds, &n) < 0 ||
-        !n)
+    uv_mutex_lock(&d->write_mu);
+    if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &who, &ds, &n) < 0)
+        n = 0;
+    uv_mutex_unlock(&d->write_mu);
+    if (!n)
         goto out;
     s->claimed = n;
     rd = xcalloc(n, sizeof(*rd));
@@ -205,6 +213,7 @@ job_work(uv_work_t *w)
 
     /* One transaction for the rest: rows not sent, and results the backend
      * did not report (one fsync, not one per row). */
+    uv_mutex_lock(&d->write_mu);
     store_begin(s->st);
     for (size_t i = 0; i < n; i++) {
         if (held[i].release) {
@@ -253,6 +262,7 @@ job_work(uv_work_t *w)
     }
     outbox_record_sent(s->st, &who, sent_ids, nsent, s->now);
     store_commit(s->st);
+    uv_mutex_unlock(&d->write_mu);
 out:
     for (size_t i = 0; i < n; i++) {
         if (rd)
@@ -443,6 +453,10 @@ dispatch_open(struct daemon *d, struct nerr *err)
 {
     const char *name;
     json_t *settings;
+    if (!d->write_mu_ready) {
+        uv_mutex_init(&d->write_mu);
+        d->write_mu_ready = true;
+    }
     json_object_foreach(d->cfg->channels, name, settings)
     {
         struct chan *c = &d->chans[d->nchans++];
@@ -498,4 +512,8 @@ dispatch_close(struct daemon *d)
         json_decref(c->settings);
     }
     d->nchans = 0;
+    if (d->write_mu_ready) {
+        uv_mutex_destroy(&d->write_mu);
+        d->write_mu_ready = false;
+    }
 }
