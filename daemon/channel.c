@@ -196,3 +196,20 @@ send_blame_name(enum send_blame blame)
     }
     return "nobody";
 }
+
+void
+send_result_clear(struct send_result *r)
+{
+    struct send_reporter *rep = r->reporter;
+    memset(r, 0, sizeof(*r));
+    r->reporter = rep;
+}
+
+void
+send_result_report(struct send_result *r)
+{
+    struct send_reporter *rep = r->reporter;
+    if (!rep || !rep->report || r < rep->base || r >= rep->base + rep->n)
+        return;
+    rep->report(rep, (size_t)(r - rep->base), r);
+}

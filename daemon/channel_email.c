@@ -24,6 +24,14 @@
  *   the calling thread for the session and any pending one is consumed.
  * - connect() has no timeout of its own (the kernel's SYN retries apply);
  *   `timeout` covers every protocol step after that.
+ * - Messages of a session go one after the other: after the final "." it
+ *   waits for the reply, raises SMTP_EV_MESSAGESENT (also when DATA itself
+ *   is refused, e.g. no valid recipient), and only then starts the next
+ *   MAIL FROM; a refused MAIL FROM raises SMTP_EV_MAILSTATUS and skips the
+ *   message. Those two events are where a message's outcome is reported
+ *   (send_result_report): the dispatcher commits it before the callback
+ *   returns, so a crash repeats at most the one message in flight per
+ *   session.
  */
 #include "channel_email.h"
 
@@ -88,6 +96,8 @@ struct smtp_run {
     char early_text[160];        /* its text */
     char line[512];              /* partial reply line carried between reads */
     size_t line_len;             /* bytes in line */
+    struct smtp_out *outs;       /* the batch's messages, for per-message reports */
+    struct send_result *res;     /* and their results */
 };
 
 /* One message of the batch and the buffer libESMTP reads it from. */
@@ -96,6 +106,7 @@ struct smtp_out {
     bool delivered_once;   /* the callback handed over the buffer already */
     smtp_message_t msg;    /* libESMTP's message, NULL if not queued */
     smtp_recipient_t rcpt; /* its single recipient */
+    bool reported;         /* its outcome was settled and reported during the session */
 };
 
 static pthread_once_t smtp_once = PTHREAD_ONCE_INIT;
@@ -707,6 +718,24 @@ cert_matches_host(SSL *ssl, const char *host)
     return ok;
 }
 
+static void settle(const struct smtp_run *run, const struct smtp_out *o, int session_err,
+                   struct send_result *r);
+
+/* Message `msg` has its final reply: settle its result and report it
+ * (send_result_report), before libESMTP moves on to the next message. */
+static void
+report_message(struct smtp_run *run, smtp_message_t msg)
+{
+    struct smtp_out *o = msg ? smtp_message_get_application_data(msg) : NULL;
+    struct send_result *r;
+    if (!o || o->reported || !run->outs)
+        return;
+    r = &run->res[o - run->outs];
+    settle(run, o, 0, r);
+    o->reported = true;
+    send_result_report(r);
+}
+
 static void
 smtp_event(smtp_session_t session, int event, void *arg, ...)
 {
@@ -763,6 +792,19 @@ smtp_event(smtp_session_t session, int event, void *arg, ...)
         break;
     case SMTP_EV_EXTNA_STARTTLS:
         run->starttls_missing = true;
+        break;
+    case SMTP_EV_MAILSTATUS: {
+        /* A refused MAIL FROM ends that message's transaction. */
+        const char *mailbox = va_arg(ap, const char *);
+        smtp_message_t msg = va_arg(ap, smtp_message_t);
+        const smtp_status_t *mail = msg ? smtp_reverse_path_status(msg) : NULL;
+        (void)mailbox;
+        if (mail && mail->code >= 300)
+            report_message(run, msg);
+        break;
+    }
+    case SMTP_EV_MESSAGESENT:
+        report_message(run, va_arg(ap, smtp_message_t));
         break;
     default:
         break;
@@ -960,10 +1002,13 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
 
     if (n == 0)
         return;
-    memset(res, 0, n * sizeof(*res));
+    for (size_t i = 0; i < n; i++)
+        send_result_clear(&res[i]);
     memset(&run, 0, sizeof(run));
     run.st = st;
     outs = xcalloc(n, sizeof(*outs));
+    run.outs = outs;
+    run.res = res;
 
     session = smtp_create_session();
     if (!session) {
@@ -1009,6 +1054,7 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
         rc = mime_compose_email(m, st->from, st->msgid_domain, date, &o->data, &err);
         if (rc < 0) {
             send_result_set(&res[i], SEND_PERMANENT, rc, "cannot compose the message: %s", err.msg);
+            send_result_report(&res[i]);
             continue;
         }
         o->msg = smtp_add_message(session);
@@ -1022,6 +1068,7 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
             continue;
         }
         smtp_size_set_estimate(o->msg, (unsigned long)o->data.len);
+        smtp_message_set_application_data_release(o->msg, o, NULL);
         queued++;
     }
 
@@ -1041,8 +1088,11 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
         }
         pthread_sigmask(SIG_SETMASK, &old_set, NULL);
 
+        /* Messages the session ended without a final reply for (a lost
+         * connection, a session refused as a whole) are settled here; the
+         * dispatcher records them after send() returns. */
         for (size_t i = 0; i < n; i++)
-            if (outs[i].msg)
+            if (outs[i].msg && !outs[i].reported)
                 settle(&run, &outs[i], session_err, &res[i]);
         if (run.tls_error[0] || run.starttls_missing || run.auth_code)
             log_warn("email", "%s: %s", st->hostport,

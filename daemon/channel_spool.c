@@ -6,6 +6,8 @@
  * occurrence, channel, to and the rendered content. Files appear atomically
  * (written beside, fsync'd, renamed), and a retry overwrites the same name,
  * so a reader never sees a half message or two copies of one delivery.
+ * Each file's result is reported as soon as it is renamed into place
+ * (send_result_report), and files are private (0600, in a 0700 directory).
  */
 #include "channel_spool.h"
 
@@ -77,7 +79,7 @@ spool_open(const char *channel, json_t *settings, void **state, struct nerr *err
     if (json_is_true(json_object_get(settings, "_check")))
         r = mkdir_p_check(s->dir);
     else
-        r = mkdir_p(s->dir, 0750);
+        r = mkdir_p(s->dir, 0700);
     if (r < 0) {
         nerr_set(err, file, line, 0, "cannot create spool directory %s: %s", s->dir,
                  strerror(-r));
@@ -101,7 +103,7 @@ spool_send(void *state, const struct nudge_message *msgs, size_t n, struct send_
         struct nerr err;
         char *path = NULL;
         int r;
-        memset(&res[i], 0, sizeof(res[i]));
+        send_result_clear(&res[i]);
         sbuf_init(&body);
         nerr_clear(&err);
         if (!strcmp(s->channel, "email")) {
@@ -138,6 +140,9 @@ spool_send(void *state, const struct nudge_message *msgs, size_t n, struct send_
             res[i].status = SEND_OK;
         }
     next:
+        /* The file is in place (or will not be): the dispatcher records
+         * this message before the next one is written. */
+        send_result_report(&res[i]);
         free(path);
         sbuf_free(&body);
     }

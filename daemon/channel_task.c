@@ -494,7 +494,7 @@ task_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
         const char *kind = json_string_value(json_object_get(p, "kind"));
         sqlite3_stmt *s = NULL;
         int rc;
-        memset(&res[i], 0, sizeof(res[i]));
+        send_result_clear(&res[i]);
         if ((!assignee || !*assignee) && t->nstaff)
             assignee = t->staff[(size_t)m->delivery_id % t->nstaff];
         if (sqlite3_prepare_v2(t->db, sql, -1, &s, NULL) != SQLITE_OK)
@@ -525,9 +525,13 @@ task_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
         }
         res[i].status = SEND_OK;
         task_notify(t, m, &res[i]);
+        /* The task exists (and its assignee was told, or why not is in
+         * res): recorded now, before the next task. */
+        send_result_report(&res[i]);
         continue;
     fail:
         send_result_set(&res[i], SEND_TRANSIENT, -EIO, "tasks table: %s", sqlite3_errmsg(t->db));
+        send_result_report(&res[i]);
     }
 }
 

@@ -82,6 +82,14 @@ struct daemon {
     struct holiday_set *hs;
     char *secret;                /* installation HMAC key */
     char **attrs;                /* known custom attributes, NULL-terminated */
+    int lock_fd;                 /* the database's lock (store_lock), -1 if not held */
+    /* Serialises the dispatch slots' write transactions (claims, each
+     * message's result, a batch's rest): a slot waiting here is woken the
+     * moment the writer before it commits, where SQLite's busy handler
+     * would sleep a millisecond or more per collision. */
+    uv_mutex_t write_mu;
+    bool write_mu_ready;
+    char instance[33];           /* this run's id: the owner of its claims (hex) */
 
     /* The clock: real time plus an offset, or frozen and moved by advance. */
     bool frozen;

@@ -18,6 +18,16 @@
  *              deliveries due. The pause is logged as an error, shown by
  *              `nudgectl status` and exported as nudge_channel_paused;
  *   nobody     transient: retried with backoff; permanent: dead, nothing else.
+ *
+ * Results are durable one message at a time where the backend can say when
+ * a message is settled (send_result_report in <nudge/channel.h>: smtp,
+ * spool, task): the slot commits that message's row (sent, its timeline
+ * entry, or the failure) in a small transaction of its own before the
+ * backend goes on to the next message of the session, so a crash repeats
+ * at most the message in flight on each session. Results a backend did not
+ * report (the HTTP backends) and rows rendering did not send are recorded
+ * together after send() returns, in one transaction. Every update names the
+ * batch's claim (this instance's id and a token per batch): see outbox.h.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -120,6 +130,71 @@ admit_caps(const struct render_env *env, const struct delivery *ds, struct rende
     return k;
 }
 
+/* One send() call as the per-message reporter sees it. */
+struct batch {
+    struct send_reporter rep; /* first: a backend's reporter is this */
+    struct slot *s;
+    struct delivery *ds;                /* the claimed rows */
+    const struct nudge_message *msgs;   /* the messages sent, msgs[k] is ds[idx[k]] */
+    const size_t *idx;
+    bool *recorded;                     /* msgs[k]'s result is committed already */
+};
+
+/* Writes one sent message's result inside the caller's transaction: the
+ * row's new state, and its timeline entry or the failure's consequences.
+ * Returns 0, or a negative errno when the write failed. */
+static int
+record_result(struct slot *s, const struct delivery *dl, const struct nudge_message *m,
+              const struct send_result *r)
+{
+    struct chan *c = s->chan;
+    const struct channel_info *ci = channel_info_find(c->name);
+    if (outbox_record(s->st, dl, r, s->now, c->lifetime, c->max_attempts) < 0)
+        return -EIO;
+    if (r->status == SEND_OK) {
+        add_timeline_sent(s->st, dl->customer_id, s->now, m);
+        return 0;
+    }
+    log_info("dispatch", "delivery %lld (%s, %s): %s (%s's fault): %s", (long long)dl->id,
+             dl->rule, c->name, r->status == SEND_PERMANENT ? "permanent failure" : "will retry",
+             send_blame_name(r->blame), r->error);
+    /* Only a recipient fault keeps later sends away from the address; a
+     * sender fault pauses the channel instead (job_after). */
+    if (r->blame == BLAME_RECIPIENT && r->status == SEND_PERMANENT && m->to && m->to[0] && ci &&
+        ci->suppresses)
+        add_suppression(s->st, c->name, m->to, r->error, s->now);
+    return 0;
+}
+
+/* The reporter (worker thread, inside the backend's send()): message k's
+ * outcome is known, so it is committed now, before the backend sends the
+ * next one. A write that fails is rolled back and left to the batch's
+ * transaction after send(). */
+static void
+on_report(struct send_reporter *rep, size_t k, const struct send_result *r)
+{
+    struct batch *b = (struct batch *)rep;
+    struct slot *s = b->s;
+    bool ok;
+    if (b->recorded[k])
+        return;
+    uv_mutex_lock(&s->chan->d->write_mu);
+    ok = store_begin(s->st) == 0;
+    if (ok && (record_result(s, &b->ds[b->idx[k]], &b->msgs[k], r) < 0 ||
+               store_commit(s->st) < 0)) {
+        store_rollback(s->st);
+        ok = false;
+    }
+    uv_mutex_unlock(&s->chan->d->write_mu);
+    if (!ok)
+        return;
+    b->recorded[k] = true;
+    if (r->status == SEND_OK)
+        s->sent++;
+    else
+        s->failed++;
+}
+
 /* Worker thread: one batch. */
 static void
 job_work(uv_work_t *w)
@@ -135,9 +210,12 @@ job_work(uv_work_t *w)
     struct held *held = NULL;
     size_t *idx = NULL, nmsg = 0, nsent = 0, n = 0;
     int64_t *sent_ids = NULL;
+    bool *recorded = NULL;
     char why[512];
     struct render_env env = {s->st, d->cfg, s->rs, d->secret, s->now};
-    const struct channel_info *ci = channel_info_find(c->name);
+    /* This batch's claim: every update of its rows names it. */
+    struct claim who = {d->instance, outbox_claim_token()};
+    struct batch b;
     bool reading;
 
     s->claimed = 0;
@@ -149,7 +227,11 @@ job_work(uv_work_t *w)
     /* A paused channel whose pause ran out sends one probe message. */
     if (s->probe)
         max = 1;
-    if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &ds, &n) < 0 || !n)
+    uv_mutex_lock(&d->write_mu);
+    if (outbox_claim(s->st, c->name, s->now, d->cfg->dispatch.lease, max, &who, &ds, &n) < 0)
+        n = 0;
+    uv_mutex_unlock(&d->write_mu);
+    if (!n)
         goto out;
     s->claimed = n;
     rd = xcalloc(n, sizeof(*rd));
@@ -157,6 +239,7 @@ job_work(uv_work_t *w)
     res = xcalloc(n, sizeof(*res));
     idx = xcalloc(n, sizeof(*idx));
     held = xcalloc(n, sizeof(*held));
+    recorded = xcalloc(n, sizeof(*recorded));
 
     /* The batch renders from one read transaction: one snapshot and one
      * shared lock for its few queries per message instead of a lock taken
@@ -179,76 +262,79 @@ job_work(uv_work_t *w)
     }
     if (reading)
         store_commit(s->st);
+    uv_mutex_lock(&d->write_mu);
     nmsg = admit_caps(&env, ds, rd, msgs, idx, held, nmsg);
+    uv_mutex_unlock(&d->write_mu);
     if (nmsg && atomic_load(&d->stopping)) {
         for (size_t k = 0; k < nmsg; k++)
             held[idx[k]].release = true;
         nmsg = 0;
     }
-    if (nmsg)
+    if (nmsg) {
+        b = (struct batch){{on_report, res, nmsg}, s, ds, msgs, idx, recorded};
+        for (size_t k = 0; k < nmsg; k++)
+            res[k].reporter = &b.rep;
         c->be->send(s->state, msgs, nmsg, res);
+    }
 
-    /* One transaction for the batch's results: one fsync, not n. */
+    /* One transaction for the rest: rows not sent, and results the backend
+     * did not report (one fsync, not one per row). */
+    uv_mutex_lock(&d->write_mu);
     store_begin(s->st);
     for (size_t i = 0; i < n; i++) {
         if (held[i].release) {
-            outbox_release(s->st, ds[i].id);
+            outbox_release(s->st, &ds[i]);
             continue;
         }
         switch (held[i].rs) {
         case RENDER_OK:
             break;
         case RENDER_SKIP:
-            outbox_finish(s->st, ds[i].id, "skipped", held[i].why, s->now);
+            outbox_finish(s->st, &ds[i], "skipped", held[i].why, s->now);
             s->other++;
             break;
         case RENDER_SUPPRESS:
-            outbox_finish(s->st, ds[i].id, "suppressed", held[i].why, s->now);
+            outbox_finish(s->st, &ds[i], "suppressed", held[i].why, s->now);
             s->other++;
             break;
         case RENDER_FAIL:
-            outbox_finish(s->st, ds[i].id, "dead", held[i].why, s->now);
+            outbox_finish(s->st, &ds[i], "dead", held[i].why, s->now);
             s->failed++;
             break;
         case RENDER_DEFER:
-            outbox_defer(s->st, ds[i].id, rd[i].defer_until, held[i].why);
+            outbox_defer(s->st, &ds[i], rd[i].defer_until, held[i].why);
             s->other++;
             break;
         }
     }
-    /* Sent rows in one UPDATE (their timeline rows each in order); the
-     * others one by one, as each has its own next state and error. */
+    /* Unreported sent rows in one UPDATE (their timeline rows each in
+     * order); the others one by one, as each has its own next state and
+     * error. */
     if (nmsg)
         sent_ids = xmalloc(nmsg * sizeof(*sent_ids));
     for (size_t k = 0; k < nmsg; k++) {
         struct delivery *dl = &ds[idx[k]];
         const struct nudge_message *m = &msgs[k];
-        if (res[k].status == SEND_OK) {
-            sent_ids[nsent++] = dl->id;
-            add_timeline_sent(s->st, dl->customer_id, s->now, m);
-            s->sent++;
-        } else {
-            outbox_record(s->st, dl, &res[k], s->now, c->lifetime, c->max_attempts);
-            s->failed++;
-            log_info("dispatch", "delivery %lld (%s, %s): %s (%s's fault): %s", (long long)dl->id,
-                     dl->rule, c->name,
-                     res[k].status == SEND_PERMANENT ? "permanent failure" : "will retry",
-                     send_blame_name(res[k].blame), res[k].error);
-            /* Only a recipient fault keeps later sends away from the address;
-             * a sender fault pauses the channel instead (job_after). */
-            if (res[k].blame == BLAME_RECIPIENT && res[k].status == SEND_PERMANENT && m->to &&
-                m->to[0] && ci && ci->suppresses)
-                add_suppression(s->st, c->name, m->to, res[k].error, s->now);
-        }
         if (res[k].status != SEND_OK && res[k].blame == BLAME_SENDER) {
             if (!s->sender_fault)
                 snprintf(s->sender_why, sizeof(s->sender_why), "%s", res[k].error);
             s->sender_fault = true;
         }
+        if (recorded[k])
+            continue;
+        if (res[k].status == SEND_OK) {
+            sent_ids[nsent++] = dl->id;
+            add_timeline_sent(s->st, dl->customer_id, s->now, m);
+            s->sent++;
+        } else {
+            record_result(s, dl, m, &res[k]);
+            s->failed++;
+        }
     }
     s->settled_clean = nmsg > 0 && !s->sender_fault;
-    outbox_record_sent(s->st, sent_ids, nsent, s->now);
+    outbox_record_sent(s->st, &who, sent_ids, nsent, s->now);
     store_commit(s->st);
+    uv_mutex_unlock(&d->write_mu);
 out:
     for (size_t i = 0; i < n; i++) {
         if (rd)
@@ -258,6 +344,7 @@ out:
         delivery_clear(&ds[i]);
     }
     free(sent_ids);
+    free(recorded);
     free(ds);
     free(rd);
     free(msgs);
@@ -563,6 +650,10 @@ dispatch_open(struct daemon *d, struct nerr *err)
 {
     const char *name;
     json_t *settings;
+    if (!d->write_mu_ready) {
+        uv_mutex_init(&d->write_mu);
+        d->write_mu_ready = true;
+    }
     json_object_foreach(d->cfg->channels, name, settings)
     {
         struct chan *c = &d->chans[d->nchans++];
@@ -620,4 +711,8 @@ dispatch_close(struct daemon *d)
         pthread_mutex_destroy(&c->pause.mu);
     }
     d->nchans = 0;
+    if (d->write_mu_ready) {
+        uv_mutex_destroy(&d->write_mu);
+        d->write_mu_ready = false;
+    }
 }

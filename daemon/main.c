@@ -2,6 +2,13 @@
  * main.c: nudged's arguments, start-up, the clock, the scheduler tick,
  * reloads (SIGHUP) and a clean stop (SIGTERM: stop taking new work, let
  * running batches finish or hand their rows back, exit 0).
+ *
+ * Start-up owns the database before anything else touches it: files are
+ * created private (umask 077), the database's lock is taken (a second
+ * nudged on the same file exits naming the pid that holds it), a
+ * group/world-readable database is warned about, and every row a previous
+ * instance left in 'sending' is taken back at once (outbox_take_back) under
+ * a fresh instance id that owns this run's claims.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -9,7 +16,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <openssl/rand.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +30,7 @@
 #include "http.h"
 #include "import.h"
 #include "log.h"
+#include "outbox.h"
 #include "render.h"
 #include "ynode.h"
 
@@ -294,6 +304,37 @@ on_term(uv_signal_t *s, int sig)
 
 /* ---- start-up ------------------------------------------------------------ */
 
+/* This run's id (32 hex digits): the owner of every claim it makes. */
+static int
+instance_id(char *out, size_t size)
+{
+    unsigned char b[16];
+    if (size < 2 * sizeof(b) + 1 || RAND_bytes(b, sizeof(b)) != 1)
+        return -EIO;
+    for (size_t i = 0; i < sizeof(b); i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
+/* With the lock held, no other process is sending: whatever is in
+ * 'sending' was left by a previous instance that died, and goes back to
+ * the queue now, not when its lease would have run out. */
+static int
+take_back(struct daemon *d, struct nerr *err)
+{
+    int64_t n = 0;
+    if (outbox_take_back(d->st, daemon_now(d), &n) < 0) {
+        nerr_set(err, d->cfg->database, 0, 0, "cannot take back the deliveries left in flight");
+        return -EIO;
+    }
+    if (n)
+        log_notice("nudged", "took back %lld deliver%s a previous instance left in flight; "
+                             "they are due now",
+                   (long long)n, n == 1 ? "y" : "ies");
+    log_info("nudged", "instance %s owns %s", d->instance, d->cfg->database);
+    return 0;
+}
+
 static int
 check_only(const char *path)
 {
@@ -393,6 +434,10 @@ main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     nerr_clear(&err);
     d.exit_code = 1;
+    d.lock_fd = -1;
+    /* Everything nudged creates (database, -wal, -shm, lock, spool files)
+     * is for its own user only; the systemd unit says UMask=0077 too. */
+    umask(077);
     /* glibc gives every worker thread its own malloc arena and keeps freed
      * memory in each; with a dozen dispatch threads and no trimming that
      * looked like growth (5 MB in use, 327 MB held after 1,000,000
@@ -414,9 +459,18 @@ main(int argc, char **argv)
     d.loop = uv_default_loop();
     /* Imports stamp updated_at and consent times with the daemon's clock. */
     import_set_clock(import_clock, &d);
+    if (store_lock(d.cfg->database, &d.lock_fd, &err) < 0)
+        goto fail;
+    if (instance_id(d.instance, sizeof(d.instance)) < 0) {
+        nerr_set(&err, NULL, 0, 0, "cannot make an instance id: no random numbers");
+        goto fail;
+    }
+    store_warn_if_readable(d.cfg->database);
     if (store_open(d.cfg->database, &d.st, &err) < 0 ||
         store_open(d.cfg->database, &d.eval_st, &err) < 0 ||
         holiday_set_load_dir(d.cfg->calendars_dir, &d.hs, &err) < 0)
+        goto fail;
+    if (take_back(&d, &err) < 0)
         goto fail;
     if (render_secret(d.st, &d.secret) < 0) {
         nerr_set(&err, d.cfg->database, 0, 0, "cannot create the installation secret");
@@ -509,5 +563,6 @@ main(int argc, char **argv)
     if (d.loop)
         uv_loop_close(d.loop);
     config_free(d.cfg);
+    store_unlock(d.lock_fd);
     return d.exit_code;
 }

@@ -1,7 +1,9 @@
 /*
  * outbox.c: claims, results, retries and dead letters on the deliveries
- * table. Every transition is one UPDATE guarded by the state it expects, so
- * two dispatchers (or a restarted one) can never both finish a row.
+ * table. Every transition is one UPDATE guarded by the state it expects and,
+ * for a claimed row, by the claim's owner and token (outbox.h), so two
+ * dispatchers (or a restarted one) can never both finish a row, and a
+ * result for a claim that is no longer current is logged and dropped.
  */
 #include "outbox.h"
 
@@ -9,6 +11,8 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -28,14 +32,54 @@ col_str(sqlite3_stmt *s, int i)
     return xstrdup(t ? (const char *)t : "");
 }
 
+int64_t
+outbox_claim_token(void)
+{
+    uint64_t t = 0;
+    while (!t) {
+        if (RAND_bytes((unsigned char *)&t, sizeof(t)) != 1)
+            t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&t;
+        t &= INT64_MAX;
+    }
+    return (int64_t)t;
+}
+
+/* The rows an update for a claim of `what` changed: 0 means the claim was
+ * no longer current (taken back, finished, or never ours), which is logged
+ * and otherwise ignored. */
+static int
+claim_checked(struct store *st, sqlite3_stmt *s, const char *what, const char *owner,
+              int64_t token, int64_t id, size_t want)
+{
+    int rc = sqlite3_step(s), changed;
+    store_done(s);
+    if (rc != SQLITE_DONE) {
+        log_err("outbox", "%s: %s", what, sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    changed = sqlite3_changes(st->db);
+    if (want == 1 && changed == 0)
+        log_warn("outbox", "delivery %lld: %s ignored: its claim (owner %s, token %lld) is no"
+                           " longer current (the row was taken back or already settled)",
+                 (long long)id, what, owner ? owner : "?", (long long)token);
+    else if ((size_t)changed < want)
+        log_warn("outbox", "%zu of %zu deliveries: %s ignored: their claim (owner %s, token %lld)"
+                           " is no longer current (taken back or already settled)",
+                 want - (size_t)changed, want, what, owner ? owner : "?", (long long)token);
+    return 0;
+}
+
 int
 outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, size_t max,
-             struct delivery **out, size_t *n)
+             const struct claim *who, struct delivery **out, size_t *n)
 {
     /* Each state is taken from the deliveries_claim index in due order, at
-     * most `max` each, and merged: no scan of the whole outbox per batch. */
+     * most `max` each, and merged: no scan of the whole outbox per batch. A
+     * row in 'sending' is taken only from another owner whose lease ran
+     * out: the running instance's own claims never expire (outbox.h). */
     static const char sql[] =
-        "UPDATE deliveries SET state = 'sending', lease_until = ?1, attempts = attempts + 1"
+        "UPDATE deliveries SET state = 'sending', lease_until = ?1, attempts = attempts + 1,"
+        " claim_owner = ?5, claim_token = ?6"
         " WHERE id IN (SELECT id FROM ("
         "   SELECT id, t FROM (SELECT id, next_attempt_at AS t FROM deliveries"
         "     WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3"
@@ -45,6 +89,7 @@ outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, 
         "     ORDER BY next_attempt_at, id LIMIT ?4)"
         "   UNION ALL SELECT id, t FROM (SELECT id, next_attempt_at AS t FROM deliveries"
         "     WHERE channel = ?2 AND state = 'sending' AND lease_until <= ?3"
+        "     AND claim_owner IS NOT ?5"
         "     ORDER BY next_attempt_at, id LIMIT ?4)"
         "  ) ORDER BY t, id LIMIT ?4)"
         " RETURNING id, rule, customer_id, occurrence, action, channel, attempts, due_at,"
@@ -63,6 +108,8 @@ outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, 
     sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, now);
     sqlite3_bind_int64(s, 4, (int64_t)max);
+    sqlite3_bind_text(s, 5, who->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, who->token);
     d = xcalloc(max ? max : 1, sizeof(*d));
     while ((rc = sqlite3_step(s)) == SQLITE_ROW && k < max) {
         d[k].id = sqlite3_column_int64(s, 0);
@@ -75,6 +122,8 @@ outbox_claim(struct store *st, const char *channel, ntime_t now, int64_t lease, 
         d[k].due_at = sqlite3_column_int64(s, 7);
         d[k].created_at = sqlite3_column_int64(s, 8);
         d[k].snapshot = sqlite3_column_int64(s, 9);
+        d[k].claim_owner = who->owner;
+        d[k].claim_token = who->token;
         k++;
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -108,18 +157,6 @@ outbox_backoff(int attempts, int retry_after)
     return base;
 }
 
-static int
-step_done(struct store *st, sqlite3_stmt *s, const char *what)
-{
-    int rc = sqlite3_step(s);
-    store_done(s);
-    if (rc != SQLITE_DONE) {
-        log_err("outbox", "%s: %s", what, sqlite3_errmsg(st->db));
-        return -EIO;
-    }
-    return 0;
-}
-
 int
 outbox_record(struct store *st, const struct delivery *d, const struct send_result *res,
               ntime_t now, int64_t lifetime, int max_attempts)
@@ -127,11 +164,14 @@ outbox_record(struct store *st, const struct delivery *d, const struct send_resu
     sqlite3_stmt *s;
     if (res->status == SEND_OK) {
         if (store_prepare(st, "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until ="
-                               " NULL, last_error = NULL WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
+                               " NULL, last_error = NULL WHERE id = ? AND state = 'sending'"
+                               " AND claim_owner = ? AND claim_token = ?", &s) != SQLITE_OK)
             return -EIO;
         sqlite3_bind_int64(s, 1, now);
         sqlite3_bind_int64(s, 2, d->id);
-        return step_done(st, s, "record sent");
+        sqlite3_bind_text(s, 3, d->claim_owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, d->claim_token);
+        return claim_checked(st, s, "the sent result", d->claim_owner, d->claim_token, d->id, 1);
     }
     int64_t next = now + outbox_backoff(d->attempts, res->retry_after);
     const char *state = "retry";
@@ -149,17 +189,21 @@ outbox_record(struct store *st, const struct delivery *d, const struct send_resu
                  d->attempts, (long long)lifetime, res->error[0] ? res->error : "failed");
     }
     if (store_prepare(st, "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until ="
-                           " NULL, last_error = ? WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
+                           " NULL, last_error = ? WHERE id = ? AND state = 'sending'"
+                           " AND claim_owner = ? AND claim_token = ?", &s) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, next);
     sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 4, d->id);
-    return step_done(st, s, "record failure");
+    sqlite3_bind_text(s, 5, d->claim_owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, d->claim_token);
+    return claim_checked(st, s, "the failure", d->claim_owner, d->claim_token, d->id, 1);
 }
 
 int
-outbox_record_sent(struct store *st, const int64_t *ids, size_t n, ntime_t now)
+outbox_record_sent(struct store *st, const struct claim *who, const int64_t *ids, size_t n,
+                   ntime_t now)
 {
     sqlite3_stmt *s;
     struct sbuf json;
@@ -167,13 +211,14 @@ outbox_record_sent(struct store *st, const int64_t *ids, size_t n, ntime_t now)
     if (!n)
         return 0;
     if (n == 1) {
-        struct delivery d = {.id = ids[0]};
+        struct delivery d = {.id = ids[0], .claim_owner = who->owner, .claim_token = who->token};
         struct send_result ok = {.status = SEND_OK};
         return outbox_record(st, &d, &ok, now, 0, 0);
     }
     if (store_prepare(st, "UPDATE deliveries SET state = 'sent', sent_at = ?1, lease_until = NULL,"
                            " last_error = NULL WHERE id IN (SELECT value FROM json_each(?2))"
-                           " AND state = 'sending'", &s) != SQLITE_OK)
+                           " AND state = 'sending' AND claim_owner = ?3 AND claim_token = ?4",
+                      &s) != SQLITE_OK)
         return -EIO;
     /* The ids as a JSON array: "[1,2,3]". */
     sbuf_init(&json);
@@ -183,49 +228,98 @@ outbox_record_sent(struct store *st, const int64_t *ids, size_t n, ntime_t now)
     sbuf_addc(&json, ']');
     sqlite3_bind_int64(s, 1, now);
     sqlite3_bind_text(s, 2, json.s, (int)json.len, SQLITE_STATIC);
-    rc = step_done(st, s, "record sent");
+    sqlite3_bind_text(s, 3, who->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, who->token);
+    rc = claim_checked(st, s, "the sent results", who->owner, who->token, ids[0], n);
     sbuf_free(&json);
     return rc;
 }
 
 int
-outbox_finish(struct store *st, int64_t id, const char *state, const char *reason, ntime_t now)
+outbox_finish(struct store *st, const struct delivery *d, const char *state, const char *reason,
+              ntime_t now)
 {
     sqlite3_stmt *s;
     if (store_prepare(st, "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL,"
-                           " sent_at = NULL, next_attempt_at = ? WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
+                           " sent_at = NULL, next_attempt_at = ? WHERE id = ? AND state = 'sending'"
+                           " AND claim_owner = ? AND claim_token = ?", &s) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, reason, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 3, now);
-    sqlite3_bind_int64(s, 4, id);
-    return step_done(st, s, "finish");
+    sqlite3_bind_int64(s, 4, d->id);
+    sqlite3_bind_text(s, 5, d->claim_owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, d->claim_token);
+    return claim_checked(st, s, "finish", d->claim_owner, d->claim_token, d->id, 1);
 }
 
 int
-outbox_defer(struct store *st, int64_t id, ntime_t until, const char *why)
+outbox_defer(struct store *st, const struct delivery *d, ntime_t until, const char *why)
 {
     sqlite3_stmt *s;
     if (store_prepare(st, "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
                            " ELSE 'pending' END, attempts = attempts - 1, lease_until = NULL,"
-                           " next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
+                           " next_attempt_at = ?, last_error = ?, claim_owner = NULL,"
+                           " claim_token = NULL WHERE id = ? AND state = 'sending'"
+                           " AND claim_owner = ? AND claim_token = ?", &s) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_int64(s, 1, until);
     sqlite3_bind_text(s, 2, why, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 3, id);
-    return step_done(st, s, "defer");
+    sqlite3_bind_int64(s, 3, d->id);
+    sqlite3_bind_text(s, 4, d->claim_owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, d->claim_token);
+    return claim_checked(st, s, "defer", d->claim_owner, d->claim_token, d->id, 1);
 }
 
 int
-outbox_release(struct store *st, int64_t id)
+outbox_release(struct store *st, const struct delivery *d)
 {
     sqlite3_stmt *s;
     if (store_prepare(st, "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
-                           " ELSE 'pending' END, attempts = attempts - 1, lease_until = NULL"
-                           " WHERE id = ? AND state = 'sending'", &s) != SQLITE_OK)
+                           " ELSE 'pending' END, attempts = attempts - 1, lease_until = NULL,"
+                           " claim_owner = NULL, claim_token = NULL"
+                           " WHERE id = ? AND state = 'sending' AND claim_owner = ?"
+                           " AND claim_token = ?", &s) != SQLITE_OK)
         return -EIO;
-    sqlite3_bind_int64(s, 1, id);
-    return step_done(st, s, "release");
+    sqlite3_bind_int64(s, 1, d->id);
+    sqlite3_bind_text(s, 2, d->claim_owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, d->claim_token);
+    return claim_checked(st, s, "release", d->claim_owner, d->claim_token, d->id, 1);
+}
+
+int
+outbox_take_back(struct store *st, ntime_t now, int64_t *count)
+{
+    sqlite3_stmt *s;
+    int rc;
+    *count = 0;
+    /* The rows in 'sending' are found channel by channel through
+     * deliveries_claim (as in outbox_unsettled), not by reading the
+     * outbox. Their attempt ended with the process that made it: it is
+     * not counted, and the row is due at once (a frozen clock included). */
+    if (sqlite3_prepare_v2(st->db,
+                           "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retry'"
+                           " ELSE 'pending' END, attempts = max(attempts - 1, 0),"
+                           " lease_until = NULL, next_attempt_at = min(next_attempt_at, ?1),"
+                           " claim_owner = NULL, claim_token = NULL"
+                           " WHERE id IN (WITH RECURSIVE ch(c) AS (SELECT min(channel) FROM"
+                           "   deliveries UNION ALL SELECT (SELECT min(channel) FROM deliveries"
+                           "   WHERE channel > ch.c) FROM ch WHERE ch.c IS NOT NULL)"
+                           "   SELECT d.id FROM ch, deliveries d"
+                           "   WHERE d.channel = ch.c AND d.state = 'sending')",
+                           -1, &s, NULL) != SQLITE_OK) {
+        log_err("outbox", "take back: %s", sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    sqlite3_bind_int64(s, 1, now);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        log_err("outbox", "take back: %s", sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    *count = sqlite3_changes(st->db);
+    return 0;
 }
 
 json_t *
@@ -356,6 +450,11 @@ outbox_retry_channel(struct store *st, const char *channel, ntime_t now)
         return -EIO;
     sqlite3_bind_int64(s, 1, now);
     sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
-    rc = step_done(st, s, "retry channel");
-    return rc < 0 ? rc : sqlite3_changes(st->db);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE) {
+        log_err("outbox", "retry channel %s: %s", channel, sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    return sqlite3_changes(st->db);
 }

@@ -1,14 +1,21 @@
 /*
  * store.c: the SQLite customer store: opening, WAL and pragmas, the schema and
  * its migrations (PRAGMA user_version), transactions and small key/value
- * tables. Import lives in import.c, the outbox in outbox.c; both use the
- * schema defined here.
+ * tables, and who may touch the file: one daemon per database (store_lock)
+ * and private modes (a new database is created 0600; SQLite gives its -wal
+ * and -shm the database's mode). Import lives in import.c, the outbox in
+ * outbox.c; both use the schema defined here.
  */
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -114,8 +121,12 @@ static const char *const migrations[] = {
      * third of the outbox's statement time in contrib/bench/email.sh. */
     "DROP INDEX IF EXISTS deliveries_due;",
 
-    /* 5 -> 6: reserved for another branch (filled in when merged). */
-    "",
+    /* 5 -> 6: owned claims. A row in 'sending' names the daemon instance
+     * that claimed it and the batch's token; every result checks both
+     * (outbox.c), so a stale worker or a dead instance's claim can never
+     * settle a row someone else holds now. */
+    "ALTER TABLE deliveries ADD COLUMN claim_owner TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN claim_token INTEGER;",
 
     /* 6 -> 7: self-contained deliveries. A rule version's content (actions
      * with their template sources, partials, coupon, category) is written
@@ -248,8 +259,15 @@ int
 store_open_version(const char *path, int version, struct store **out, struct nerr *err)
 {
     struct store *st = xcalloc(1, sizeof(*st));
-    int rc;
+    int rc, fd;
     st->path = xstrdup(path);
+    /* A new database is made 0600 before SQLite sees it (SQLite would use
+     * 0644 less the umask): it holds customer data and the installation
+     * secret. SQLite creates -wal and -shm with the database's mode. An
+     * empty file is a valid empty database. */
+    if (strcmp(path, ":memory:") != 0 &&
+        (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0)
+        close(fd);
     rc = sqlite3_open_v2(path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -462,4 +480,75 @@ store_attribute_keys(struct store *st, char ***out)
     a[n] = NULL;
     *out = a;
     return 0;
+}
+
+int
+store_lock(const char *path, int *lock_fd, struct nerr *err)
+{
+    char *lock = xasprintf("%s.lock", path);
+    char pid[32] = "";
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    ssize_t len;
+    *lock_fd = -1;
+    if (fd < 0) {
+        int e = errno;
+        nerr_set(err, path, 0, 0, "cannot create the lock file %s: %s", lock, strerror(e));
+        nerr_hint(err, "the database's directory must be writable by nudged");
+        free(lock);
+        return -e;
+    }
+    /* flock belongs to the open file, not the process: it ends when this
+     * descriptor is closed or the process dies (kill -9 included), and the
+     * database connections the daemon opens later do not disturb it. */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            len = pread(fd, pid, sizeof(pid) - 1, 0);
+            pid[len > 0 ? len : 0] = '\0';
+            pid[strcspn(pid, "\r\n")] = '\0';
+            nerr_set(err, path, 0, 0, "the database is in use by another nudged (pid %s)",
+                     pid[0] ? pid : "unknown: it is still starting");
+            nerr_hint(err, "one daemon owns a database: stop that one first (kill -TERM %s), or "
+                           "give this one another `database:`; the lock is %s",
+                      pid[0] ? pid : "PID", lock);
+        } else {
+            nerr_set(err, path, 0, 0, "cannot lock %s: %s", lock, strerror(e));
+        }
+        close(fd);
+        free(lock);
+        return e == EWOULDBLOCK ? -EBUSY : -e;
+    }
+    /* Ours: the file says who holds it, for the next one to tell. */
+    snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (fchmod(fd, 0600) < 0 || ftruncate(fd, 0) < 0 ||
+        pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+        log_warn("store", "%s: cannot record our pid: %s", lock, strerror(errno));
+    free(lock);
+    *lock_fd = fd;
+    return 0;
+}
+
+void
+store_unlock(int lock_fd)
+{
+    /* The file stays: removing it would let a third daemon lock a new file
+     * while a second still waits on the old one. */
+    if (lock_fd >= 0)
+        close(lock_fd);
+}
+
+void
+store_warn_if_readable(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", NULL};
+    for (int i = 0; suffixes[i]; i++) {
+        char *p = xasprintf("%s%s", path, suffixes[i]);
+        struct stat sb;
+        if (stat(p, &sb) == 0 && (sb.st_mode & 077))
+            log_warn("store", "%s is readable by %s (mode %04o): it holds customer data and the "
+                              "installation secret; fix it with: chmod 600 %s %s-wal %s-shm",
+                     p, sb.st_mode & 007 ? "everyone" : "its group",
+                     (unsigned)(sb.st_mode & 07777), path, path, path);
+        free(p);
+    }
 }

@@ -25,6 +25,7 @@
  *          lease_until, last_error, sent_at, marketing 0|1,
  *          snapshot  -- rule_snapshots.id; NULL for rows enqueued before schema 7
  *          , cap_at  -- when the frequency caps let it through (store_policy.c)
+ *          , claim_owner, claim_token  -- who holds a row in 'sending' (outbox.h)
  *          , UNIQUE(rule, customer_id, occurrence, action))
  *       state: pending | sending | sent | retry | dead | suppressed | skipped
  *   rule_snapshots(id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT UNIQUE NOT NULL,
@@ -59,7 +60,16 @@ struct store {
     struct store_stmt_cache *cache; /* prepared statements of the hot paths */
 };
 
-/* Opens (creating if needed) and migrates to the current schema. */
+/* One daemon per database: takes an exclusive lock on <path>.lock (created
+ * 0600, holding our pid) for as long as *lock_fd stays open. -EBUSY (err
+ * names the pid holding it) when another process has it. */
+int store_lock(const char *path, int *lock_fd, struct nerr *err);
+void store_unlock(int lock_fd);
+/* Logs a warning, with the chmod that fixes it, for each of the database's
+ * files (the database, -wal, -shm) that its group or others can read. */
+void store_warn_if_readable(const char *path);
+
+/* Opens (creating if needed, mode 0600) and migrates to the current schema. */
 int store_open(const char *path, struct store **out, struct nerr *err);
 void store_close(struct store *st);
 /* Opens an existing database read-only (file:PATH?mode=ro): no migration, no

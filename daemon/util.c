@@ -333,7 +333,7 @@ write_file_atomic(const char *path, const char *data, size_t len)
     char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
     int fd, r = 0;
     size_t off = 0;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* private: customer data */
     if (fd < 0) {
         r = -errno;
         goto out;

@@ -59,6 +59,29 @@ struct send_result {
     int retry_after;      /* seconds the peer asked us to wait, 0 if none */
     char error[256];      /* human-readable reason, kept as the delivery's last_error */
     enum send_blame blame; /* who is at fault when status is not SEND_OK */
+    /* Set by the caller of send() before the call (NULL: nobody listens);
+     * backends leave it alone (send_result_clear keeps it) and call
+     * send_result_report() once the message's outcome is known. */
+    struct send_reporter *reporter;
+};
+
+/*
+ * Per-message results. The dispatcher records each message's outcome
+ * durably before the next message goes out on that session, so a crash
+ * repeats at most the message in flight. It points every res[i].reporter at
+ * one of these before send(); a backend calls send_result_report(&res[i])
+ * the moment the peer has accepted or refused message i (an SMTP reply
+ * after DATA, a spool file renamed into place), on the thread running
+ * send(), and carries on once it returns: the outcome is committed then.
+ * A result never reported is recorded after send() returns, with the rest
+ * of the batch (as the HTTP backends do). Reporting is optional and
+ * idempotent for a backend: the dispatcher records a message once.
+ */
+struct send_reporter {
+    /* Records res[i] (i = index into the array send() got). */
+    void (*report)(struct send_reporter *rep, size_t i, const struct send_result *r);
+    const struct send_result *base; /* res[0] of the send() call */
+    size_t n;                       /* messages in that call */
 };
 
 /* A rendered message, ready for a backend. Strings are UTF-8 and owned by the dispatcher. */
@@ -123,6 +146,13 @@ void send_result_set(struct send_result *r, enum send_status status, int code, c
 void send_result_blame(struct send_result *r, enum send_blame blame);
 /* "recipient", "sender" or "nobody", for logs and status. */
 const char *send_blame_name(enum send_blame blame);
+
+/* Zeroes r's outcome, keeping the reporter the caller set. */
+void send_result_clear(struct send_result *r);
+/* Tells r's reporter, if any, that r holds its message's final outcome. A
+ * result outside the reporter's array (a backend's private send_result, as
+ * the task backend's notification mail) is ignored. */
+void send_result_report(struct send_result *r);
 
 /* The registry (channel.c): finds a backend by transport name. */
 const struct channel_backend *channel_backend_find(const char *transport);

@@ -640,7 +640,7 @@ send_delivers_a_batch_over_one_session(void **state)
 {
     struct sink s;
     struct nudge_message msgs[3];
-    struct send_result res[3];
+    struct send_result res[3] = {0};
     void *st;
     char *log, *text;
     size_t files = 0;
@@ -682,7 +682,7 @@ send_reports_each_message_of_a_mixed_batch(void **state)
 {
     struct sink s;
     struct nudge_message msgs[3];
-    struct send_result res[3];
+    struct send_result res[3] = {0};
     void *st;
     size_t files = 0;
     char *text;
@@ -705,12 +705,75 @@ send_reports_each_message_of_a_mixed_batch(void **state)
     sink_stop(&s);
 }
 
+/* What a test reporter saw: the order of reports and, at each, how many
+ * messages had reached the sink. */
+struct seen {
+    struct send_reporter rep;
+    const struct sink *sink;
+    size_t order[8], files_then[8], n;
+};
+
+static void
+seen_report(struct send_reporter *rep, size_t i, const struct send_result *r)
+{
+    struct seen *w = (struct seen *)rep;
+    size_t files = 0;
+    char **list = tu_list(w->sink->dir, "m.", &files);
+    (void)r;
+    tu_free_list(list);
+    if (w->n < 8) {
+        w->order[w->n] = i;
+        w->files_then[w->n] = files;
+    }
+    w->n++;
+}
+
+static void
+send_reports_each_outcome_before_the_next_message_goes_out(void **state)
+{
+    struct sink s;
+    struct nudge_message msgs[4];
+    struct send_result res[4] = {0};
+    struct seen w;
+    void *st;
+    (void)state;
+    sink_start(&s, NULL);
+    st = open_smtp(s.port, NULL, NULL);
+    batch(msgs, 4);
+    msgs[2].to = "not an address"; /* refused before the session: reported at once */
+    memset(&w, 0, sizeof(w));
+    w.rep = (struct send_reporter){seen_report, res, 4};
+    w.sink = &s;
+    for (int i = 0; i < 4; i++)
+        res[i].reporter = &w.rep;
+    channel_backend_smtp.send(st, msgs, 4, res);
+    assert_int_equal(res[0].status, SEND_OK);
+    assert_int_equal(res[1].status, SEND_OK);
+    assert_int_equal(res[2].status, SEND_PERMANENT);
+    assert_int_equal(res[3].status, SEND_OK);
+    /* Every message reported once, as its outcome became known: the
+     * compose failure first, then the session's messages in order. */
+    assert_int_equal(w.n, 4);
+    assert_int_equal(w.order[0], 2);
+    assert_int_equal(w.order[1], 0);
+    assert_int_equal(w.order[2], 1);
+    assert_int_equal(w.order[3], 3);
+    /* When message k was reported, message k + 1 had not reached the
+     * server yet: the dispatcher's commit comes before the next DATA. */
+    assert_true(w.files_then[1] <= 1);
+    assert_true(w.files_then[2] <= 2);
+    for (int i = 0; i < 4; i++)
+        assert_ptr_equal(res[i].reporter, &w.rep); /* left alone by the backend */
+    channel_backend_smtp.close(st);
+    sink_stop(&s);
+}
+
 static void
 send_classifies_4xx_recipient_reply_as_transient(void **state)
 {
     struct sink s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     void *st;
     size_t files = 0;
     char *text;
@@ -736,7 +799,7 @@ send_classifies_5xx_recipient_reply_as_permanent(void **state)
 {
     struct sink s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     void *st;
     (void)state;
     sink_start(&s, "-f", "RCPT", NULL);
@@ -757,7 +820,7 @@ send_classifies_5xx_end_of_data_as_permanent(void **state)
 {
     struct sink s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     void *st;
     (void)state;
     sink_start(&s, "-f", ".", NULL);
@@ -776,7 +839,7 @@ send_treats_a_connection_dropped_after_data_as_transient(void **state)
 {
     struct sink s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     void *st;
     (void)state;
     /* Disconnect without a reply after the final "."; the message may or
@@ -800,7 +863,7 @@ send_treats_a_rejected_greeting_as_transient(void **state)
 {
     struct sink s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     void *st;
     (void)state;
     /* A 5xx before any transaction says nothing about the recipient. */
@@ -819,7 +882,7 @@ static void
 send_to_a_closed_port_is_transient(void **state)
 {
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     int port = tu_free_port();
     void *st = open_smtp(port, NULL, NULL);
     (void)state;
@@ -975,6 +1038,7 @@ main(void)
         cmocka_unit_test(parse_mailbox_splits_names_and_addresses),
         cmocka_unit_test(send_delivers_a_batch_over_one_session),
         cmocka_unit_test(send_reports_each_message_of_a_mixed_batch),
+        cmocka_unit_test(send_reports_each_outcome_before_the_next_message_goes_out),
         cmocka_unit_test(send_classifies_4xx_recipient_reply_as_transient),
         cmocka_unit_test(send_classifies_5xx_recipient_reply_as_permanent),
         cmocka_unit_test(send_classifies_5xx_end_of_data_as_permanent),

@@ -148,7 +148,7 @@ starttls_required_with_auth_delivers_over_verified_tls(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     char *json, *meta, *eml, *auth;
     void *st;
     (void)state;
@@ -192,7 +192,7 @@ wrong_password_is_a_sender_fault_535(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     char *json, *auth;
     void *st;
     (void)state;
@@ -227,7 +227,7 @@ required_starttls_missing_on_the_server_is_transient(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     void *st;
     (void)state;
     /* A server (or an attacker stripping the capability) without STARTTLS:
@@ -250,7 +250,7 @@ untrusted_certificate_is_refused_before_auth(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     char *auth;
     void *st;
     (void)state;
@@ -277,7 +277,7 @@ certificate_for_another_host_is_refused(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     char *json;
     void *st;
     (void)state;
@@ -311,7 +311,7 @@ tls_verify_false_accepts_a_self_signed_certificate(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[1];
-    struct send_result res[1];
+    struct send_result res[1] = {0};
     char *meta;
     void *st;
     (void)state;
@@ -334,7 +334,7 @@ optional_starttls_encrypts_without_verifying(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     char *meta;
     void *st;
     (void)state;
@@ -359,7 +359,7 @@ one_state_sends_many_batches_without_stalling(void **state)
 {
     struct tls_srv s;
     struct nudge_message msgs[2];
-    struct send_result res[2];
+    struct send_result res[2] = {0};
     char *json;
     void *st;
     (void)state;

@@ -264,11 +264,16 @@ error_of(struct fixture *f, int64_t id)
     return s;
 }
 
+/* Each claim here is made by another owner (as if by another daemon
+ * instance), so a lease that ran out lets the next claim take the row. */
 static void
 claim(struct fixture *f, const char *channel, ntime_t now, int64_t lease, size_t max,
       struct delivery **out, size_t *n)
 {
-    assert_int_equal(outbox_claim(f->st, channel, now, lease, max, out, n), 0);
+    static const char *const owners[] = {"test-a", "test-b", "test-c", "test-d"};
+    static unsigned next;
+    struct claim who = {owners[next++ % 4], outbox_claim_token()};
+    assert_int_equal(outbox_claim(f->st, channel, now, lease, max, &who, out, n), 0);
 }
 
 static void
@@ -493,7 +498,7 @@ release_hands_a_claim_back_untouched(void **state)
     int64_t a = add_delivery(f, "a", "email", 100, 100);
     struct send_result tmp = result(SEND_TRANSIENT, "busy");
     struct delivery d = claim_one(f, 100);
-    assert_int_equal(outbox_release(f->st, d.id), 0);
+    assert_int_equal(outbox_release(f->st, &d), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "pending");
     assert_int_equal(delivery_col(f, a, "attempts"), 0);
@@ -506,7 +511,7 @@ release_hands_a_claim_back_untouched(void **state)
     delivery_clear(&d);
     d = claim_one(f, 100000);
     assert_int_equal(d.attempts, 2);
-    assert_int_equal(outbox_release(f->st, d.id), 0);
+    assert_int_equal(outbox_release(f->st, &d), 0);
     delivery_clear(&d);
     assert_string_equal(state_of(f, a), "retry");
     assert_int_equal(delivery_col(f, a, "attempts"), 1);
@@ -586,7 +591,7 @@ unsettled_counts_due_and_in_flight_rows(void **state)
     assert_int_equal(outbox_unsettled(f->st, 20000, &count), 0);
     assert_int_equal(count, 4);
     d = claim_one(f, 20000);
-    assert_int_equal(outbox_finish(f->st, d.id, "suppressed", "unsubscribed", 20000), 0);
+    assert_int_equal(outbox_finish(f->st, &d, "suppressed", "unsubscribed", 20000), 0);
     assert_string_equal(state_of(f, d.id), "suppressed");
     delivery_clear(&d);
     assert_int_equal(outbox_unsettled(f->st, 20000, &count), 0);
@@ -698,6 +703,113 @@ max_attempts_ends_retries_with_the_count_in_the_reason(void **state)
     free(why);
 }
 
+/* ---- owned claims ------------------------------------------------------ */
+
+static void
+results_check_the_claims_owner_and_token(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = add_delivery(f, "a", "email", 100, 50);
+    struct delivery *d, stale;
+    struct claim me = {"instance-1", 7};
+    struct send_result perm = result(SEND_PERMANENT, "550 no");
+    size_t n;
+    assert_int_equal(outbox_claim(f->st, "email", 150, 300, 10, &me, &d, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].claim_owner, "instance-1");
+    assert_int_equal(d[0].claim_token, 7);
+    /* Another batch's token, then another owner: each update is ignored. */
+    stale = d[0];
+    stale.claim_token = 8;
+    assert_int_equal(outbox_record(f->st, &stale, &perm, 160, 86400, 0), 0);
+    assert_int_equal(outbox_finish(f->st, &stale, "skipped", "stale", 160), 0);
+    assert_int_equal(outbox_defer(f->st, &stale, 9999, "stale"), 0);
+    assert_int_equal(outbox_release(f->st, &stale), 0);
+    stale.claim_token = 7;
+    stale.claim_owner = "instance-2";
+    assert_int_equal(outbox_record(f->st, &stale, &perm, 160, 86400, 0), 0);
+    assert_int_equal(outbox_record_sent(f->st, &(struct claim){"instance-2", 7}, &a, 1, 160), 0);
+    assert_string_equal(state_of(f, a), "sending");
+    assert_int_equal(delivery_col(f, a, "attempts"), 1);
+    /* The claim's own result lands. */
+    assert_int_equal(outbox_record_sent(f->st, &me, &a, 1, 170), 0);
+    assert_string_equal(state_of(f, a), "sent");
+    assert_int_equal(delivery_col(f, a, "sent_at"), 170);
+    free_claimed(d, n);
+}
+
+static void
+the_running_owners_claims_never_expire(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = add_delivery(f, "a", "email", 100, 50);
+    struct claim first = {"instance-1", 1}, again = {"instance-1", 2}, other = {"instance-2", 3};
+    struct send_result ok = result(SEND_OK, "");
+    struct delivery *d, *e;
+    size_t n;
+    assert_int_equal(outbox_claim(f->st, "email", 150, 300, 10, &first, &d, &n), 0);
+    assert_int_equal(n, 1);
+    /* Long past the lease, the same instance's next batch leaves it alone:
+     * the batch holding it is still running. */
+    assert_int_equal(outbox_claim(f->st, "email", 100000, 300, 10, &again, &e, &n), 0);
+    assert_int_equal(n, 0);
+    free(e);
+    /* Another owner (a database without the lock) may take it after the
+     * lease; the first batch's late result is then ignored. */
+    assert_int_equal(outbox_claim(f->st, "email", 100000, 300, 10, &other, &e, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].attempts, 2);
+    assert_int_equal(outbox_record(f->st, &d[0], &ok, 100001, 86400 * 30, 0), 0);
+    assert_string_equal(state_of(f, a), "sending");
+    assert_int_equal(outbox_record(f->st, &e[0], &ok, 100002, 86400 * 30, 0), 0);
+    assert_string_equal(state_of(f, a), "sent");
+    free_claimed(d, 1);
+    free_claimed(e, 1);
+}
+
+static void
+take_back_returns_rows_in_flight_at_once_without_counting_the_attempt(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = add_delivery(f, "a", "email", 100, 50);
+    int64_t b = add_delivery(f, "b", "sms", 120, 50);
+    int64_t c = add_delivery(f, "c", "email", 5000, 50); /* not due: stays pending */
+    struct claim dead = {"dead-instance", 9}, me = {"new-instance", 1};
+    struct send_result tmp = result(SEND_TRANSIENT, "451 later");
+    struct delivery *d;
+    size_t n;
+    int64_t count = -1;
+    /* b failed once and is claimed again: its second attempt is in flight. */
+    assert_int_equal(outbox_claim(f->st, "sms", 150, 300, 10, &dead, &d, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(outbox_record(f->st, &d[0], &tmp, 150, 86400, 0), 0);
+    free_claimed(d, n);
+    assert_int_equal(store_exec(f->st, "UPDATE deliveries SET next_attempt_at = 150 WHERE state = 'retry'"), 0);
+    assert_int_equal(outbox_claim(f->st, "sms", 150, 300, 10, &dead, &d, &n), 0);
+    assert_int_equal(n, 1);
+    free_claimed(d, n);
+    assert_int_equal(outbox_claim(f->st, "email", 150, 300, 10, &dead, &d, &n), 0);
+    assert_int_equal(n, 1);
+    free_claimed(d, n);
+    /* The dead instance's leases run to 450; the new one starts at 160. */
+    assert_int_equal(outbox_take_back(f->st, 160, &count), 0);
+    assert_int_equal(count, 2);
+    assert_string_equal(state_of(f, a), "pending");
+    assert_int_equal(delivery_col(f, a, "attempts"), 0);
+    assert_string_equal(state_of(f, b), "retry");
+    assert_int_equal(delivery_col(f, b, "attempts"), 1);
+    assert_int_equal(delivery_col(f, a, "claim_token"), INT64_MIN); /* NULL */
+    assert_string_equal(state_of(f, c), "pending");
+    /* Due at once, well inside the dead instance's lease. */
+    assert_int_equal(outbox_claim(f->st, "email", 160, 300, 10, &me, &d, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(d[0].id, a);
+    assert_int_equal(d[0].attempts, 1);
+    free_claimed(d, n);
+    assert_int_equal(outbox_take_back(f->st, 170, &count), 0);
+    assert_int_equal(count, 1); /* a again (as if this instance died too) */
+}
+
 int
 main(void)
 {
@@ -719,6 +831,9 @@ main(void)
         T(later_evaluation_fires_what_fell_due_in_between),
         T(fires_older_than_catch_up_are_skipped_younger_ones_sent),
         T(max_attempts_ends_retries_with_the_count_in_the_reason),
+        T(results_check_the_claims_owner_and_token),
+        T(the_running_owners_claims_never_expire),
+        T(take_back_returns_rows_in_flight_at_once_without_counting_the_attempt),
     };
 #undef T
     log_set_level(4); /* warnings, not the store's migration notes */
