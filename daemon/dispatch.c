@@ -511,6 +511,13 @@ job_start(struct slot *s)
     ntime_t now = daemon_now(d);
     if (s->busy || atomic_load(&d->stopping) || !d->rs)
         return;
+    /* No new claims while an evaluation cycle runs: the evaluator commits
+     * rule by rule, and a batch claimed between two of those commits would
+     * admit a low-priority message under a frequency cap before the
+     * higher-priority one of the same cycle exists. The cycle's end kicks
+     * the dispatcher (batches already running go on). */
+    if (d->eval_busy)
+        return;
     if (c->pause.level) {
         /* Paused: nothing until the pause runs out, then one slot sends one
          * probe message. */
