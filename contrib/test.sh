@@ -57,10 +57,12 @@ if [ "${VALGRIND:-1}" = 1 ]; then
     echo "test: valgrind (plain debug build in build-vg)"
     cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >build-vg.cmake.log 2>&1 ||
         { cat build-vg.cmake.log; exit 1; }
-    cmake --build build-vg -j "$jobs" --target nudgectl test_template test_audience test_store test_email \
-        test_rules test_schedule test_outbox test_config >/dev/null
+    vg_units="test_template test_audience test_store test_email test_rules test_schedule test_outbox
+        test_config test_snapshot test_policy test_blame test_evaluator test_calendar"
+    # shellcheck disable=SC2086
+    cmake --build build-vg -j "$jobs" --target nudgectl $vg_units >/dev/null
     vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
-    for t in test_template test_audience test_store test_email test_rules test_schedule test_outbox test_config; do
+    for t in $vg_units; do
         if ! NUDGE_SRC=$src NUDGE_BUILD=$src/build-vg $vg "build-vg/tests/$t" >"build-vg/$t.vg.log" 2>&1; then
             tail -n 40 "build-vg/$t.vg.log"
             echo "test: valgrind found a problem in $t" >&2
@@ -69,7 +71,7 @@ if [ "${VALGRIND:-1}" = 1 ]; then
     done
     $vg build-vg/nudgectl check rules >/dev/null 2>build-vg/check.vg.log ||
         { cat build-vg/check.vg.log; echo "test: valgrind: nudgectl check" >&2; exit 1; }
-    echo "test: valgrind: 8 unit programs and nudgectl check are clean"
+    echo "test: valgrind: $(echo $vg_units | wc -w) unit programs and nudgectl check are clean"
 fi
 
 echo "test: running ctest"
