@@ -30,6 +30,7 @@ struct slot {
     struct ruleset *rs;      /* held for the job */
     void *state;        /* backend session, used by one job at a time */
     struct store *st;   /* this slot's own database connection */
+    struct outbox_journal *journal; /* its sent journal (outbox.h) */
     bool busy;
     uv_work_t work;
     /* Results of the last job, read on the loop thread after it ran. */

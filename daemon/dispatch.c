@@ -21,13 +21,15 @@
  *
  * Results are durable one message at a time where the backend can say when
  * a message is settled (send_result_report in <nudge/channel.h>: smtp,
- * spool, task): the slot commits that message's row (sent, its timeline
- * entry, or the failure) in a small transaction of its own before the
- * backend goes on to the next message of the session, so a crash repeats
- * at most the message in flight on each session. Results a backend did not
- * report (the HTTP backends) and rows rendering did not send are recorded
- * together after send() returns, in one transaction. Every update names the
- * batch's claim (this instance's id and a token per batch): see outbox.h.
+ * spool, task), before the backend goes on to the next message of the
+ * session, so a crash repeats at most the message in flight on each
+ * session: an accepted message is a line in the slot's sent journal
+ * (outbox.h; replayed at start), a failure is committed in a small
+ * transaction of its own. Rows are updated together after send() returns,
+ * in one transaction with the rows rendering did not send and the results
+ * a backend did not report (the HTTP backends); the journal is emptied
+ * then. Every update names the batch's claim (this instance's id and a
+ * token per batch): see outbox.h.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -167,9 +169,12 @@ record_result(struct slot *s, const struct delivery *dl, const struct nudge_mess
 }
 
 /* The reporter (worker thread, inside the backend's send()): message k's
- * outcome is known, so it is committed now, before the backend sends the
- * next one. A write that fails is rolled back and left to the batch's
- * transaction after send(). */
+ * outcome is known and is made durable now, before the backend sends the
+ * next one. An accepted message is one line in the slot's sent journal
+ * (outbox.h); its row is updated with the rest of the batch after send().
+ * A failure is committed at once in a small transaction of its own (its
+ * consequences, suppression included, are in the database then). A write
+ * that fails is rolled back and left to the batch's transaction. */
 static void
 on_report(struct send_reporter *rep, size_t k, const struct send_result *r)
 {
@@ -177,6 +182,9 @@ on_report(struct send_reporter *rep, size_t k, const struct send_result *r)
     struct slot *s = b->s;
     bool ok;
     if (b->recorded[k])
+        return;
+    if (r->status == SEND_OK && s->journal &&
+        outbox_journal_add(s->journal, &b->ds[b->idx[k]], s->now) == 0)
         return;
     uv_mutex_lock(&s->chan->d->write_mu);
     ok = store_begin(s->st) == 0;
@@ -333,7 +341,9 @@ job_work(uv_work_t *w)
     }
     s->settled_clean = nmsg > 0 && !s->sender_fault;
     outbox_record_sent(s->st, &who, sent_ids, nsent, s->now);
-    store_commit(s->st);
+    /* The journal's lines are in the database now. */
+    if (store_commit(s->st) == 0 && s->journal)
+        outbox_journal_clear(s->journal);
     uv_mutex_unlock(&d->write_mu);
 out:
     for (size_t i = 0; i < n; i++) {
@@ -657,6 +667,7 @@ dispatch_open(struct daemon *d, struct nerr *err)
 {
     const char *name;
     json_t *settings;
+    int journals = 0;
     if (!d->write_mu_ready) {
         uv_mutex_init(&d->write_mu);
         d->write_mu_ready = true;
@@ -673,7 +684,8 @@ dispatch_open(struct daemon *d, struct nerr *err)
             s->chan = c;
             if (c->be->open(name, c->settings, &s->state, err) < 0)
                 return -EINVAL;
-            if (store_open(d->cfg->database, &s->st, err) < 0)
+            if (store_open(d->cfg->database, &s->st, err) < 0 ||
+                outbox_journal_open(s->st, journals++, &s->journal) < 0)
                 return -EIO;
         }
     }
@@ -710,6 +722,7 @@ dispatch_close(struct daemon *d)
         for (int k = 0; c->slots && k < c->nslots; k++) {
             if (c->slots[k].state)
                 c->be->close(c->slots[k].state);
+            outbox_journal_close(c->slots[k].journal);
             store_close(c->slots[k].st);
         }
         free(c->slots);

@@ -250,6 +250,8 @@ drain_done(struct http_engine *st)
         curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
         x = (struct http_xfer *)priv;
         st->finish(st->owner, x, rc);
+        /* Settled: the dispatcher makes it durable before more go out. */
+        send_result_report(x->res);
         curl_multi_remove_handle(st->multi, e); /* msg is invalid from here */
         x->busy = false;
         st->active--;
@@ -325,7 +327,7 @@ http_engine_run(struct http_engine *st, size_t n, struct send_result *res)
     int rc;
 
     for (size_t i = 0; i < n; i++)
-        memset(&res[i], 0, sizeof(res[i]));
+        send_result_clear(&res[i]); /* the caller's reporter stays */
     if (n == 0)
         return;
     if ((rc = engine_init(st)) < 0) {

@@ -7,8 +7,11 @@
  */
 #include "outbox.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -287,12 +290,176 @@ outbox_release(struct store *st, const struct delivery *d)
     return claim_checked(st, s, "release", d->claim_owner, d->claim_token, d->id, 1);
 }
 
+struct outbox_journal {
+    int fd;
+    char *path;
+    bool clear; /* nothing in the file is still needed */
+};
+
+int
+outbox_journal_open(struct store *st, int n, struct outbox_journal **out)
+{
+    struct outbox_journal *j = xcalloc(1, sizeof(*j));
+    j->path = xasprintf("%s.sent.%d", st->path, n);
+    j->fd = open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (j->fd < 0) {
+        int e = errno;
+        log_err("outbox", "cannot create the sent journal %s: %s", j->path, strerror(e));
+        free(j->path);
+        free(j);
+        return -e;
+    }
+    j->clear = true;
+    *out = j;
+    return 0;
+}
+
+int
+outbox_journal_add(struct outbox_journal *j, const struct delivery *d, ntime_t at)
+{
+    char line[160];
+    int len = snprintf(line, sizeof(line), "%s %lld %lld %lld\n",
+                       d->claim_owner ? d->claim_owner : "-", (long long)d->claim_token,
+                       (long long)d->id, (long long)at);
+    if (len <= 0 || (size_t)len >= sizeof(line))
+        return -EINVAL;
+    j->clear = false;
+    if (write(j->fd, line, (size_t)len) != len) {
+        log_err("outbox", "cannot append to the sent journal %s: %s", j->path, strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
+int
+outbox_journal_clear(struct outbox_journal *j)
+{
+    if (j->clear)
+        return 0;
+    if (ftruncate(j->fd, 0) < 0) {
+        log_err("outbox", "cannot empty the sent journal %s: %s", j->path, strerror(errno));
+        return -EIO;
+    }
+    j->clear = true;
+    return 0;
+}
+
+void
+outbox_journal_close(struct outbox_journal *j)
+{
+    if (!j)
+        return;
+    close(j->fd);
+    if (j->clear)
+        unlink(j->path);
+    free(j->path);
+    free(j);
+}
+
+/* Records one journal line's message as sent, if its row is still in
+ * 'sending' under the claim the line names. */
+static int
+replay_line(struct store *st, const char *line, int64_t *applied)
+{
+    char owner[64];
+    long long token, id, at;
+    sqlite3_stmt *s;
+    int rc;
+    /* A line cut short by a crash does not parse and is skipped: its
+     * message was in flight. */
+    if (sscanf(line, "%63s %lld %lld %lld", owner, &token, &id, &at) != 4)
+        return 0;
+    if (store_prepare(st, "INSERT INTO timeline (customer_id, at, kind, detail)"
+                          " SELECT customer_id, ?1, 'sent', channel || ' ' || rule || ' ('"
+                          " || occurrence || ')' FROM deliveries WHERE id = ?2"
+                          " AND state = 'sending' AND claim_owner = ?3 AND claim_token = ?4",
+                      &s) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, at);
+    sqlite3_bind_int64(s, 2, id);
+    sqlite3_bind_text(s, 3, owner, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, token);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    if (store_prepare(st, "UPDATE deliveries SET state = 'sent', sent_at = ?1, lease_until ="
+                          " NULL, last_error = NULL WHERE id = ?2 AND state = 'sending'"
+                          " AND claim_owner = ?3 AND claim_token = ?4",
+                      &s) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, at);
+    sqlite3_bind_int64(s, 2, id);
+    sqlite3_bind_text(s, 3, owner, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, token);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    *applied += sqlite3_changes(st->db);
+    return 0;
+}
+
+/* The sent journals beside the database (<path>.sent.<n>), replayed into
+ * the caller's transaction; their paths go to *files (strv). */
+static int
+replay_journals(struct store *st, int64_t *applied, char ***files)
+{
+    char *dir = xstrdup(st->path), *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : st->path;
+    char *prefix = xasprintf("%s.sent.", base);
+    size_t plen = strlen(prefix), nf = 0;
+    struct dirent *e;
+    DIR *dh;
+    int rc = 0;
+    if (slash)
+        *slash = '\0';
+    dh = opendir(slash ? (dir[0] ? dir : "/") : ".");
+    *files = xcalloc(1, sizeof(char *));
+    if (!dh) {
+        free(dir);
+        free(prefix);
+        return 0;
+    }
+    while (rc == 0 && (e = readdir(dh))) {
+        char *path, line[256];
+        FILE *f;
+        if (strncmp(e->d_name, prefix, plen) || !e->d_name[plen])
+            continue;
+        path = slash ? xasprintf("%s/%s", dir[0] ? dir : "", e->d_name) : xstrdup(e->d_name);
+        if (!(f = fopen(path, "re"))) {
+            log_warn("outbox", "cannot read the sent journal %s: %s", path, strerror(errno));
+            free(path);
+            continue;
+        }
+        while (rc == 0 && fgets(line, sizeof(line), f))
+            if (strchr(line, '\n'))
+                rc = replay_line(st, line, applied);
+        fclose(f);
+        *files = xrealloc(*files, (nf + 2) * sizeof(char *));
+        (*files)[nf++] = path;
+        (*files)[nf] = NULL;
+    }
+    closedir(dh);
+    free(dir);
+    free(prefix);
+    return rc;
+}
+
 int
 outbox_take_back(struct store *st, ntime_t now, int64_t *count)
 {
     sqlite3_stmt *s;
+    int64_t applied = 0;
+    char **files = NULL;
     int rc;
     *count = 0;
+    if (store_begin(st) < 0)
+        return -EIO;
+    if (replay_journals(st, &applied, &files) < 0) {
+        log_err("outbox", "take back: replaying the sent journals: %s", sqlite3_errmsg(st->db));
+        goto fail;
+    }
     /* The rows in 'sending' are found channel by channel through
      * deliveries_claim (as in outbox_unsettled), not by reading the
      * outbox. Their attempt ended with the process that made it: it is
@@ -309,17 +476,32 @@ outbox_take_back(struct store *st, ntime_t now, int64_t *count)
                            "   WHERE d.channel = ch.c AND d.state = 'sending')",
                            -1, &s, NULL) != SQLITE_OK) {
         log_err("outbox", "take back: %s", sqlite3_errmsg(st->db));
-        return -EIO;
+        goto fail;
     }
     sqlite3_bind_int64(s, 1, now);
     rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE) {
         log_err("outbox", "take back: %s", sqlite3_errmsg(st->db));
-        return -EIO;
+        goto fail;
     }
     *count = sqlite3_changes(st->db);
+    if (store_commit(st) < 0)
+        goto fail;
+    /* Committed: the journals are spent. */
+    for (size_t i = 0; files[i]; i++)
+        unlink(files[i]);
+    strv_free(files);
+    if (applied)
+        log_notice("outbox", "recorded %lld deliver%s as sent from the sent journals of a"
+                             " previous instance (accepted before it stopped)",
+                   (long long)applied, applied == 1 ? "y" : "ies");
     return 0;
+fail:
+    store_rollback(st);
+    strv_free(files);
+    *count = 0;
+    return -EIO;
 }
 
 json_t *

@@ -73,10 +73,34 @@ int outbox_finish(struct store *st, const struct delivery *d, const char *state,
 int outbox_defer(struct store *st, const struct delivery *d, ntime_t until, const char *why);
 /* Hands a claimed row back untouched (shutdown). */
 int outbox_release(struct store *st, const struct delivery *d);
-/* Start-up, with the database's lock held: every row left in 'sending' by a
- * previous instance is made due at `now`, its unfinished attempt not
- * counted. *count: how many. */
+/* Start-up, with the database's lock held: the rows a previous instance
+ * left in 'sending' that its sent journals name (same claim) are recorded
+ * sent, with their timeline entries, and the journals removed; every other
+ * row left in 'sending' is made due at `now`, its unfinished attempt not
+ * counted. *count: how many were made due. */
 int outbox_take_back(struct store *st, ntime_t now, int64_t *count);
+
+/*
+ * The sent journal: a session's record of the messages its peer accepted,
+ * one line appended (write(2), no fsync) per message before the session
+ * sends the next one, so a crash repeats at most the message in flight on
+ * each session. It is what makes per-message results cheap: the rows
+ * themselves are updated with the rest of the batch in one transaction
+ * (outbox_record_sent), after which the journal is emptied. Lines survive
+ * a crash of the process like the database's own commits do
+ * (synchronous=NORMAL: a power loss may lose the last ones of both).
+ * Files: <database>.sent.<n>, mode 0600, one per session; outbox_take_back
+ * replays and removes every one of them at start.
+ */
+struct outbox_journal;
+/* Opens (empty) the journal file number n of the database st. */
+int outbox_journal_open(struct store *st, int n, struct outbox_journal **out);
+/* Appends "delivery d, claimed by d's claim, was accepted at `at`". */
+int outbox_journal_add(struct outbox_journal *j, const struct delivery *d, ntime_t at);
+/* Forgets what was appended: the batch's results are committed. */
+int outbox_journal_clear(struct outbox_journal *j);
+/* Closes; removes the file when it holds nothing that is still needed. */
+void outbox_journal_close(struct outbox_journal *j);
 
 /* Every result above returns 0 also when the row's claim is no longer the
  * caller's (the row was taken back or finished): that is logged and the

@@ -133,7 +133,7 @@ provider_codes(void **state)
 static void
 blame_sets_the_status(void **state)
 {
-    struct send_result r;
+    struct send_result r = {0};
     (void)state;
     send_result_set(&r, SEND_PERMANENT, 535, "auth %s", "failed");
     assert_int_equal(r.blame, BLAME_NOBODY);

@@ -267,7 +267,7 @@ send_one_hook(json_t *settings, const char *path, int64_t id)
     char key[40];
     char *to = url(path);
     struct nudge_message m = hook_msg(id, to, key, sizeof(key), R.secret);
-    struct send_result res;
+    struct send_result res = {0};
     channel_backend_http.send(st, &m, 1, &res);
     channel_backend_http.close(st);
     json_decref(m.payload);
@@ -374,7 +374,7 @@ webhook_batch_of_50_is_signed_concurrent_capped_and_kept_alive(void **state)
     enum { N = 50, N2 = 16 };
     void *st = open_ok("webhook", hook_settings());
     struct nudge_message msgs[N];
-    struct send_result res[N];
+    struct send_result res[N] = {0};
     char keys[N][40], *tos[N];
     json_t *reqs, *r, *again;
     size_t i;
@@ -482,7 +482,7 @@ webhook_id_is_stable_across_retries_and_signature_follows_timestamp(void **state
     char key[40];
     char *to = url("/hook/retry");
     struct nudge_message m = hook_msg(77, to, key, sizeof(key), R.secret);
-    struct send_result res;
+    struct send_result res = {0};
     json_t *reqs;
     (void)state;
     channel_backend_http.send(st, &m, 1, &res);
@@ -513,7 +513,7 @@ webhook_channel_secret_file_signs_and_no_secret_means_no_signature(void **state)
     char *to1 = url("/hook/chansecret"), *to2 = url("/hook/unsigned");
     struct nudge_message m1 = hook_msg(80, to1, key, sizeof(key), NULL);
     struct nudge_message m2 = hook_msg(81, to2, key, sizeof(key), NULL);
-    struct send_result res;
+    struct send_result res = {0};
     json_t *reqs;
     (void)state;
     json_object_set_new(s, "secret_file", json_string(R.secret));
@@ -550,7 +550,7 @@ webhook_unreadable_secret_is_transient_and_nothing_is_sent_unsigned(void **state
     char key[40], *missing = xasprintf("%s/no-such.secret", R.dir), *bad;
     char *to = url("/hook/nosecret");
     struct nudge_message m = hook_msg(90, to, key, sizeof(key), missing);
-    struct send_result res;
+    struct send_result res = {0};
     json_t *reqs;
     (void)state;
     channel_backend_http.send(st, &m, 1, &res);
@@ -645,7 +645,7 @@ webhook_connection_refused_is_transient(void **state)
     char key[40];
     char *to = xasprintf("http://127.0.0.1:%d/hook", dead_port());
     struct nudge_message m = hook_msg(8, to, key, sizeof(key), R.secret);
-    struct send_result res;
+    struct send_result res = {0};
     (void)state;
     channel_backend_http.send(st, &m, 1, &res);
     assert_int_equal(res.status, SEND_TRANSIENT);
@@ -670,7 +670,7 @@ static void
 webhook_timeout_is_transient(void **state)
 {
     json_t *s = hook_settings();
-    struct send_result r;
+    struct send_result r = {0};
     double t0 = now_s(), elapsed;
     (void)state;
     json_object_set_new(s, "timeout", json_real(1.0));
@@ -688,7 +688,7 @@ webhook_mixed_batch_gets_one_result_each(void **state)
     const char *paths[] = {"/hook/mixed-ok", "/hook/gone", "/hook/busy", "/hook/moved"};
     enum send_status want[] = {SEND_OK, SEND_PERMANENT, SEND_TRANSIENT, SEND_PERMANENT};
     struct nudge_message m[4];
-    struct send_result res[4];
+    struct send_result res[4] = {0};
     char keys[4][40], *tos[4];
     (void)state;
     for (int i = 0; i < 4; i++) {
@@ -710,7 +710,7 @@ webhook_bad_url_is_permanent(void **state)
     void *st = open_ok("webhook", hook_settings());
     char key[40];
     struct nudge_message m = hook_msg(11, "ftp://127.0.0.1/x", key, sizeof(key), R.secret);
-    struct send_result res;
+    struct send_result res = {0};
     (void)state;
     channel_backend_http.send(st, &m, 1, &res);
     assert_int_equal(res.status, SEND_PERMANENT);
@@ -776,7 +776,7 @@ send_sms(json_t *settings, const char *to, const char *text, int64_t id)
     void *st = open_ok("sms", settings);
     char key[40];
     struct nudge_message m = sms_msg(id, to, text, key, sizeof(key));
-    struct send_result res;
+    struct send_result res = {0};
     channel_backend_http.send(st, &m, 1, &res);
     channel_backend_http.close(st);
     return res;
@@ -793,7 +793,7 @@ sms_generic_form_post_fills_placeholders(void **state)
                           "parts", "{{segments}}", "flag", 1, "n", 5, "success", "status", 200, 201,
                           202, "json_field", "status", "json_value", "ok");
     const char *text = "Hi Fang & co = 100% off? 😀";
-    struct send_result r;
+    struct send_result r = {0};
     json_t *reqs, *q;
     (void)state;
     free(u);
@@ -831,7 +831,7 @@ sms_generic_json_body_nests_and_counts_segments(void **state)
                   "segments", "{{segments}}", "note", "to {{to}}: {{text}}");
     /* 71 Chinese characters: UCS-2, two segments. */
     char *text = repeat("春", 71);
-    struct send_result r;
+    struct send_result r = {0};
     json_t *reqs, *j;
     (void)state;
     free(u);
@@ -862,7 +862,7 @@ sms_generic_get_puts_fields_in_the_query(void **state)
     json_t *s = json_pack("{sssssssssss{ssss}}", "transport", "http", "provider", "generic", "url",
                           u, "method", "GET", "default_country_code", "44", "body", "dest",
                           "{{to}}", "txt", "{{text}}");
-    struct send_result r;
+    struct send_result r = {0};
     json_t *reqs, *q;
     (void)state;
     free(u);
@@ -890,7 +890,7 @@ sms_generic_success_check_and_http_errors(void **state)
         json_pack("{ssssss}", "transport", "http", "url", busy_url, "default_country_code", "1");
     json_t *s3 = json_pack("{sssssss{s[i]}}", "transport", "http", "url", busy_url,
                            "default_country_code", "1", "success", "status", 202);
-    struct send_result r;
+    struct send_result r = {0};
     (void)state;
     r = send_sms(s1, "6175550180", "x", 303);
     assert_int_equal(r.status, SEND_PERMANENT);
@@ -909,7 +909,7 @@ sms_invalid_number_is_permanent_and_not_sent(void **state)
 {
     char *u = url("/sms/invalid");
     json_t *s = json_pack("{ssssss}", "transport", "http", "url", u, "default_country_code", "1");
-    struct send_result r;
+    struct send_result r = {0};
     json_t *reqs;
     (void)state;
     free(u);
@@ -929,7 +929,7 @@ sms_twilio_posts_form_with_basic_auth_and_idempotency(void **state)
     json_t *s = json_pack("{ssssssssssssss}", "transport", "http", "provider", "twilio", "base_url",
                           base, "account_sid", "AC0123abc", "auth_token_file", R.twilio_tok, "from",
                           "+15005550006", "default_country_code", "1");
-    struct send_result r;
+    struct send_result r = {0};
     json_t *reqs, *q;
     unsigned char b64[128];
     char *auth;
@@ -964,7 +964,7 @@ sms_twilio_error_quotes_twilio_code(void **state)
     char *base = url("/twilio-err");
     json_t *s = json_pack("{ssssssssssss}", "transport", "http", "provider", "twilio", "base_url",
                           base, "account_sid", "AC1", "auth_token", "tok", "from", "MG123");
-    struct send_result r;
+    struct send_result r = {0};
     json_t *reqs;
     (void)state;
     free(base);
@@ -1042,7 +1042,7 @@ sms_aliyun_wrong_secret_fails_the_receivers_check(void **state)
 static void
 sms_aliyun_codes_decide_permanent_or_transient(void **state)
 {
-    struct send_result r;
+    struct send_result r = {0};
     (void)state;
     r = send_sms(aliyun_settings("/aliyun-bad"), "13912345678", "x", 502);
     assert_int_equal(r.status, SEND_PERMANENT);

@@ -810,6 +810,71 @@ take_back_returns_rows_in_flight_at_once_without_counting_the_attempt(void **sta
     assert_int_equal(count, 1); /* a again (as if this instance died too) */
 }
 
+/* A session's sent journal: what the peer accepted before a crash is
+ * recorded sent at the next start (with its timeline entry), the rest of
+ * the rows in flight are taken back, a line cut short is ignored, a line
+ * for a claim that is no longer current changes nothing, and the journal
+ * files are gone afterwards. */
+static void
+take_back_replays_the_sent_journals(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = add_delivery(f, "a", "email", 100, 50);
+    int64_t b = add_delivery(f, "b", "email", 100, 50);
+    int64_t c = add_delivery(f, "c", "email", 100, 50);
+    struct claim dead = {"dead-instance", 9};
+    struct outbox_journal *j0, *j1;
+    struct delivery *d, stale;
+    struct stat sb;
+    size_t n;
+    int64_t count = -1;
+    char *p0 = xasprintf("%s.sent.0", f->st->path), *p1 = xasprintf("%s.sent.1", f->st->path);
+    FILE *fp;
+    assert_int_equal(outbox_claim(f->st, "email", 150, 300, 10, &dead, &d, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(outbox_journal_open(f->st, 0, &j0), 0);
+    assert_int_equal(outbox_journal_open(f->st, 1, &j1), 0);
+    assert_int_equal(stat(p0, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    /* a was accepted on session 0, b on session 1; c was in flight. */
+    assert_int_equal(outbox_journal_add(j0, &d[0], 155), 0);
+    assert_int_equal(outbox_journal_add(j1, &d[1], 156), 0);
+    /* A line naming another claim (an older token) is not applied. */
+    stale = d[2];
+    stale.claim_token = 8;
+    assert_int_equal(outbox_journal_add(j1, &stale, 157), 0);
+    /* The process dies: the files stay as they are. */
+    outbox_journal_close(j0);
+    outbox_journal_close(j1);
+    assert_int_equal(stat(p0, &sb), 0);
+    /* A torn last line (a crash in the middle of a write). */
+    assert_non_null(fp = fopen(p1, "a"));
+    fprintf(fp, "dead-instance 9 %lld", (long long)c);
+    fclose(fp);
+    assert_int_equal(outbox_take_back(f->st, 160, &count), 0);
+    assert_int_equal(count, 1); /* c */
+    assert_string_equal(state_of(f, a), "sent");
+    assert_int_equal(delivery_col(f, a, "sent_at"), 155);
+    assert_string_equal(state_of(f, b), "sent");
+    assert_int_equal(delivery_col(f, b, "sent_at"), 156);
+    assert_string_equal(state_of(f, c), "pending");
+    assert_int_equal(sql_int(f->st, "SELECT count(*) FROM timeline WHERE kind = 'sent'"), 2);
+    assert_string_equal(sql_text(f->st, "SELECT detail FROM timeline WHERE kind = 'sent'"
+                                        " ORDER BY at LIMIT 1"),
+                        "email r (a)");
+    assert_int_equal(stat(p0, &sb), -1);
+    assert_int_equal(stat(p1, &sb), -1);
+    /* A clean session leaves no file behind. */
+    assert_int_equal(outbox_journal_open(f->st, 0, &j0), 0);
+    assert_int_equal(outbox_journal_add(j0, &d[2], 170), 0);
+    assert_int_equal(outbox_journal_clear(j0), 0);
+    outbox_journal_close(j0);
+    assert_int_equal(stat(p0, &sb), -1);
+    free_claimed(d, n);
+    free(p0);
+    free(p1);
+}
+
 int
 main(void)
 {
@@ -834,6 +899,7 @@ main(void)
         T(results_check_the_claims_owner_and_token),
         T(the_running_owners_claims_never_expire),
         T(take_back_returns_rows_in_flight_at_once_without_counting_the_attempt),
+        T(take_back_replays_the_sent_journals),
     };
 #undef T
     log_set_level(4); /* warnings, not the store's migration notes */

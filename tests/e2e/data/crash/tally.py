@@ -16,7 +16,8 @@ Inputs:
   --kill-times FILE   "ROUND<TAB>STARTED<TAB>KILLED" (unix seconds) per kill:
                      only for the INFO lines on how long the results of rows
                      already at the receiver waited unrecorded before the kill
-  --kills N --batch B --concurrency C --expected N --hook-path PATH
+  --kills N --batch B --concurrency C --max-connections M --expected N
+  --hook-path PATH
 
 Checks (per channel, email and webhook):
   - the outbox holds exactly --expected deliveries, all in a final state, and
@@ -36,12 +37,13 @@ Checks (per channel, email and webhook):
     every delivery that arrived more than once was in flight ('sending') at
     one of the kills, and at most 1 + (the number of such kills) times;
   - email duplicates <= kills * concurrency: the smtp backend reports each
-    message's outcome as its reply arrives and the dispatcher commits it
-    before the next message of that session goes out, so a kill repeats at
-    most the one message in flight per open session;
-  - webhook duplicates <= kills * batch * concurrency: the http backend's
-    results are still recorded after its send() returns, so a whole batch
-    per slot can be in flight at one kill.
+    message's outcome as its reply arrives and the dispatcher makes it
+    durable (the slot's sent journal) before the next message of that
+    session goes out, so a kill repeats at most the one message in flight
+    per open session;
+  - webhook duplicates <= kills * concurrency * max_connections: the http
+    engine reports each request as its answer arrives, in the same way, and
+    a session has at most max_connections requests in flight.
 """
 import argparse
 import json
@@ -83,6 +85,8 @@ def main():
     ap.add_argument("--kills", type=int, required=True)
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--concurrency", type=int, required=True)
+    ap.add_argument("--max-connections", type=int, default=1,
+                    help="the webhook channel's requests in flight per session")
     ap.add_argument("--expected", type=int, required=True)
     ap.add_argument("--hook-path", required=True)
     ap.add_argument("--summary", required=True)
@@ -197,9 +201,9 @@ def main():
     summary = {}
     limits = {"email": (a.kills * a.concurrency, "kills x concurrency (%d x %d)" % (
                   a.kills, a.concurrency)),
-              "webhook": (a.kills * a.batch * a.concurrency,
-                          "kills x batch x concurrency (%d x %d x %d)" % (
-                              a.kills, a.batch, a.concurrency))}
+              "webhook": (a.kills * a.concurrency * a.max_connections,
+                          "kills x concurrency x max_connections (%d x %d x %d)" % (
+                              a.kills, a.concurrency, a.max_connections))}
     for ch, recv, n_total, bad in (("email", email_recv, n_email, bad_email),
                                    ("webhook", hook_recv, n_hook, bad_hook)):
         key = "Message-ID" if ch == "email" else "webhook-id"
