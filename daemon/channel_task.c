@@ -27,12 +27,13 @@
  *
  * Tasks are written through the store (store_task.h), never in SQL here.
  * The backend holds a `struct store` of its own, opened with store_open on
- * the daemon's database (settings._database): send() runs on a dispatch
- * worker thread, and the dispatcher opens a backend before the slot's own
- * store and hands nothing but settings to open() (include/nudge/channel.h),
- * so a connection of the backend's own is the change that needs no new
- * slot in the backend interface. It is the same connection as the daemon's
- * others (WAL, busy timeout), only owned here.
+ * the daemon's database (settings._database) and used only by send() on its
+ * dispatch worker thread. Why not the dispatch slot's store: open() gets
+ * nothing but settings (include/nudge/channel.h) and the dispatcher opens a
+ * backend before the slot's store, so sharing it would need a new slot in
+ * the backend interface and a change to dispatch.c, for one connection
+ * saved per task slot (there is one). The connection is set up like the
+ * daemon's others (WAL, busy timeout, schema check).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,7 +45,7 @@
 #include "channel_spool.h"
 #include "log.h"
 #include "store.h"
-#include "store_import.h"
+#include "store_import.h" /* store_errmsg */
 #include "store_task.h"
 #include "util.h"
 
