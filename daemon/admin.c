@@ -24,6 +24,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "render.h"
+#include "store_task.h"
 #include "template.h"
 
 /* One request line; files travel as a streamed body after their request. */
@@ -1057,71 +1058,54 @@ staff_zone(const struct config *cfg, const char *name)
 static void
 cmd_tasks(struct conn *c, json_t *req)
 {
-    const char *owner = arg_str(req, "owner");
-    bool overdue = json_is_true(json_object_get(req, "overdue"));
-    bool all = json_is_true(json_object_get(req, "all"));
-    sqlite3_stmt *s;
-    json_t *a = json_array();
-    if (sqlite3_prepare_v2(c->d->st->db,
-                           "SELECT t.id, t.kind, t.assignee, t.note, t.due_at, t.created_at,"
-                           " t.done_at, t.outcome, t.rule, cu.ext_id, cu.name, cu.phone,"
-                           " t.notified_email_at, t.notified_webhook_at, t.notify_error"
-                           " FROM tasks t JOIN customers cu ON cu.id = t.customer_id"
-                           " WHERE (?1 IS NULL OR t.assignee = ?1)"
-                           " AND (?2 OR t.done_at IS NULL)"
-                           " AND (NOT ?3 OR t.due_at < ?4)"
-                           " ORDER BY t.due_at, t.id LIMIT 1000",
-                           -1, &s, NULL) != SQLITE_OK) {
+    struct store_task_filter f = {
+        .assignee = arg_str(req, "owner"),
+        .all = json_is_true(json_object_get(req, "all")),
+        .overdue = json_is_true(json_object_get(req, "overdue")),
+        .now = daemon_now(c->d),
+        .limit = 1000,
+    };
+    struct store_task *tasks;
+    size_t n;
+    json_t *a;
+    if (store_task_list(c->d->st, &f, &tasks, &n) < 0) {
         reply_err(c, "tasks: database error");
-        json_decref(a);
         return;
     }
-    if (owner)
-        sqlite3_bind_text(s, 1, owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, all);
-    sqlite3_bind_int(s, 3, overdue);
-    sqlite3_bind_int64(s, 4, daemon_now(c->d));
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const struct store_task *t = &tasks[i];
+        /* Due as the assignee reads a clock: in their zone. */
+        const char *tz = staff_zone(c->d->cfg, t->assignee);
         json_t *o = json_object();
-        json_object_set_new(o, "id", json_integer(sqlite3_column_int64(s, 0)));
-        json_object_set_new(o, "kind", json_string((const char *)sqlite3_column_text(s, 1)));
-        json_object_set_new(o, "assignee", sqlite3_column_text(s, 2)
-                                               ? json_string((const char *)sqlite3_column_text(s, 2))
-                                               : json_null());
-        json_object_set_new(o, "note", json_string((const char *)sqlite3_column_text(s, 3)));
-        json_object_set_new(o, "due_at", jtime(sqlite3_column_int64(s, 4)));
-        {
-            /* Due as the assignee reads a clock: in their zone. */
-            const char *tz = staff_zone(c->d->cfg, (const char *)sqlite3_column_text(s, 2));
-            json_object_set_new(o, "due_local", jlocal(tz, sqlite3_column_int64(s, 4)));
-            json_object_set_new(o, "due_tz", json_string(tz));
+        json_object_set_new(o, "id", json_integer(t->id));
+        json_object_set_new(o, "kind", json_string(t->kind));
+        json_object_set_new(o, "assignee", t->assignee ? json_string(t->assignee) : json_null());
+        json_object_set_new(o, "note", json_string(t->note));
+        json_object_set_new(o, "due_at", jtime(t->due_at));
+        json_object_set_new(o, "due_local", jlocal(tz, t->due_at));
+        json_object_set_new(o, "due_tz", json_string(tz));
+        json_object_set_new(o, "created_at", jtime(t->created_at));
+        if (t->done) {
+            json_object_set_new(o, "done_at", jtime(t->done_at));
+            json_object_set_new(o, "outcome", json_string(t->outcome));
         }
-        json_object_set_new(o, "created_at", jtime(sqlite3_column_int64(s, 5)));
-        if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
-            json_object_set_new(o, "done_at", jtime(sqlite3_column_int64(s, 6)));
-            json_object_set_new(o, "outcome",
-                                json_string((const char *)sqlite3_column_text(s, 7)));
-        }
-        json_object_set_new(o, "rule", json_string((const char *)sqlite3_column_text(s, 8)));
-        json_object_set_new(o, "customer", json_string((const char *)sqlite3_column_text(s, 9)));
+        json_object_set_new(o, "rule", json_string(t->rule));
+        json_object_set_new(o, "customer", json_string(t->customer));
         json_object_set_new(o, "customer_name",
-                            sqlite3_column_text(s, 10)
-                                ? json_string((const char *)sqlite3_column_text(s, 10))
-                                : json_null());
-        json_object_set_new(o, "phone", sqlite3_column_text(s, 11)
-                                            ? json_string((const char *)sqlite3_column_text(s, 11))
-                                            : json_null());
+                            t->customer_name ? json_string(t->customer_name) : json_null());
+        json_object_set_new(o, "phone",
+                            t->customer_phone ? json_string(t->customer_phone) : json_null());
         /* channels.task.notify: when the assignee was told, and what failed. */
-        if (sqlite3_column_type(s, 12) != SQLITE_NULL)
-            json_object_set_new(o, "notified_email_at", jtime(sqlite3_column_int64(s, 12)));
-        if (sqlite3_column_type(s, 13) != SQLITE_NULL)
-            json_object_set_new(o, "notified_webhook_at", jtime(sqlite3_column_int64(s, 13)));
-        if (sqlite3_column_type(s, 14) != SQLITE_NULL)
-            json_object_set_new(o, "notify_error",
-                                json_string((const char *)sqlite3_column_text(s, 14)));
+        if (t->notified_email)
+            json_object_set_new(o, "notified_email_at", jtime(t->notified_email_at));
+        if (t->notified_webhook)
+            json_object_set_new(o, "notified_webhook_at", jtime(t->notified_webhook_at));
+        if (t->notify_error)
+            json_object_set_new(o, "notify_error", json_string(t->notify_error));
         json_array_append_new(a, o);
     }
-    sqlite3_finalize(s);
+    store_tasks_free(tasks, n);
     reply_ok(c, json_pack("{so}", "tasks", a));
 }
 
@@ -1130,40 +1114,21 @@ cmd_task_done(struct conn *c, json_t *req)
 {
     json_t *id = json_object_get(req, "id");
     const char *outcome = arg_str(req, "outcome");
-    sqlite3_stmt *s;
-    int changed;
+    int rc;
     if (!json_is_integer(id)) {
         reply_err(c, "task done needs the task id (see nudgectl tasks)");
         return;
     }
-    if (sqlite3_prepare_v2(c->d->st->db,
-                           "UPDATE tasks SET done_at = ?, outcome = ? WHERE id = ? AND done_at IS"
-                           " NULL",
-                           -1, &s, NULL) != SQLITE_OK) {
-        reply_err(c, "task done: database error");
-        return;
-    }
-    sqlite3_bind_int64(s, 1, daemon_now(c->d));
-    sqlite3_bind_text(s, 2, outcome ? outcome : "done", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, json_integer_value(id));
-    sqlite3_step(s);
-    sqlite3_finalize(s);
-    changed = sqlite3_changes(c->d->st->db);
-    if (!changed) {
+    rc = store_task_done(c->d->st, json_integer_value(id), daemon_now(c->d),
+                         outcome ? outcome : "done");
+    if (rc == -ENOENT) {
         reply_err(c, "task %lld does not exist or is already done",
                   (long long)json_integer_value(id));
         return;
     }
-    /* The outcome goes on the customer's timeline. */
-    if (sqlite3_prepare_v2(c->d->st->db,
-                           "INSERT INTO timeline (customer_id, at, kind, detail) SELECT"
-                           " customer_id, ?, 'task-done', kind || ': ' || ? FROM tasks WHERE id = ?",
-                           -1, &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, daemon_now(c->d));
-        sqlite3_bind_text(s, 2, outcome ? outcome : "done", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, json_integer_value(id));
-        sqlite3_step(s);
-        sqlite3_finalize(s);
+    if (rc < 0) {
+        reply_err(c, "task done: database error");
+        return;
     }
     reply_ok(c, json_pack("{sI}", "id", (json_int_t)json_integer_value(id)));
 }

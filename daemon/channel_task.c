@@ -24,10 +24,19 @@
  * or given up for good (no address, a 5xx reply, a 410), sets
  * tasks.notified_email_at / notified_webhook_at; notify_error says what
  * could not be done.
+ *
+ * Tasks are written through the store (store_task.h), never in SQL here.
+ * The backend holds a `struct store` of its own, opened with store_open on
+ * the daemon's database (settings._database) and used only by send() on its
+ * dispatch worker thread. Why not the dispatch slot's store: open() gets
+ * nothing but settings (include/nudge/channel.h) and the dispatcher opens a
+ * backend before the slot's store, so sharing it would need a new slot in
+ * the backend interface and a change to dispatch.c, for one connection
+ * saved per task slot (there is one). The connection is set up like the
+ * daemon's others (WAL, busy timeout, schema check).
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +44,9 @@
 #include "calendar.h"
 #include "channel_spool.h"
 #include "log.h"
+#include "store.h"
+#include "store_import.h" /* store_errmsg */
+#include "store_task.h"
 #include "util.h"
 
 /* A backend used to notify assignees, with its session. */
@@ -44,7 +56,7 @@ struct notifier {
 };
 
 struct task_state {
-    sqlite3 *db;   /* our own connection: sends run on a worker thread */
+    struct store *st; /* our own connection: sends run on a worker thread */
     char **staff;  /* round-robin list, may be empty */
     size_t nstaff;
     struct notifier mail, hook; /* channels.task.notify; be NULL when not used */
@@ -60,7 +72,7 @@ task_close(void *state)
     struct task_state *t = state;
     if (!t)
         return;
-    sqlite3_close_v2(t->db);
+    store_close(t->st);
     for (size_t i = 0; i < t->nstaff; i++)
         free(t->staff[i]);
     free(t->staff);
@@ -219,14 +231,15 @@ task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
     }
     t = xcalloc(1, sizeof(*t));
     /* A configuration check (nudged --check) needs no database. */
-    if (!json_is_true(json_object_get(settings, "_check")) &&
-        sqlite3_open_v2(db, &t->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        nerr_set(err, file, line, 0, "task transport: cannot open %s", db);
-        task_close(t);
-        return -EIO;
+    if (!json_is_true(json_object_get(settings, "_check"))) {
+        struct nerr oerr;
+        nerr_clear(&oerr);
+        if (store_open(db, &t->st, &oerr) < 0) {
+            nerr_set(err, file, line, 0, "task transport: cannot open %s", db);
+            task_close(t);
+            return -EIO;
+        }
     }
-    if (t->db)
-        sqlite3_busy_timeout(t->db, 10000);
     json_array_foreach(staff, i, v)
     {
         /* A name, or { name: N, tz: ZONE } for staff whose tasks `nudgectl
@@ -362,29 +375,6 @@ send_hook(struct task_state *t, const struct nudge_message *m, const char *key, 
     t->hook.be->send(t->hook.state, &h, 1, r);
 }
 
-/* Records that one way of notifying task `id` is done (why = NULL) or
- * given up for good (why says why, appended to notify_error). */
-static int
-mark_notified(struct task_state *t, int64_t id, const char *column, int64_t at, const char *why)
-{
-    char sql[200];
-    sqlite3_stmt *s;
-    int rc;
-    snprintf(sql, sizeof(sql),
-             "UPDATE tasks SET %s = ?, notify_error = CASE WHEN ?2 IS NULL THEN notify_error"
-             " ELSE coalesce(notify_error || '; ', '') || ?2 END WHERE id = ?3",
-             column);
-    if (sqlite3_prepare_v2(t->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return -EIO;
-    sqlite3_bind_int64(s, 1, at);
-    if (why)
-        sqlite3_bind_text(s, 2, why, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 3, id);
-    rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
 /*
  * After the task row exists: tells its assignee by each configured way not
  * done yet. Each way is recorded as soon as it is done or given up, so a
@@ -393,34 +383,23 @@ mark_notified(struct task_state *t, int64_t id, const char *column, int64_t at, 
 static void
 task_notify(struct task_state *t, const struct nudge_message *m, struct send_result *res)
 {
-    static const char get[] = "SELECT id, assignee, due_at, kind, note,"
-                              " notified_email_at IS NOT NULL, notified_webhook_at IS NOT NULL"
-                              " FROM tasks WHERE delivery_id = ?";
-    sqlite3_stmt *s = NULL;
+    struct store_task row;
     struct task_row k;
-    char *assignee = NULL, *kind = NULL, *note = NULL, key[48], due[32];
+    char key[48], due[32];
     struct sbuf failed;
     json_t *doc = NULL;
 
     sbuf_init(&failed);
-    if ((!t->mail.be && !t->hook.be) || sqlite3_prepare_v2(t->db, get, -1, &s, NULL) != SQLITE_OK)
+    memset(&row, 0, sizeof(row));
+    if ((!t->mail.be && !t->hook.be) || store_task_by_delivery(t->st, m->delivery_id, &row) < 0)
         goto out;
-    sqlite3_bind_int64(s, 1, m->delivery_id);
-    if (sqlite3_step(s) != SQLITE_ROW)
-        goto out;
-    k.id = sqlite3_column_int64(s, 0);
-    if (sqlite3_column_type(s, 1) != SQLITE_NULL)
-        assignee = xstrdup((const char *)sqlite3_column_text(s, 1));
-    k.due_at = sqlite3_column_int64(s, 2);
-    kind = xstrdup(sqlite3_column_text(s, 3) ? (const char *)sqlite3_column_text(s, 3) : "");
-    note = xstrdup(sqlite3_column_text(s, 4) ? (const char *)sqlite3_column_text(s, 4) : "");
-    k.mail_done = !t->mail.be || sqlite3_column_int(s, 5);
-    k.hook_done = !t->hook.be || sqlite3_column_int(s, 6);
-    sqlite3_finalize(s);
-    s = NULL;
-    k.assignee = assignee;
-    k.kind = kind;
-    k.note = note;
+    k.id = row.id;
+    k.due_at = row.due_at;
+    k.assignee = row.assignee;
+    k.kind = row.kind ? row.kind : "";
+    k.note = row.note ? row.note : "";
+    k.mail_done = !t->mail.be || row.notified_email;
+    k.hook_done = !t->hook.be || row.notified_webhook;
     if (k.mail_done && k.hook_done)
         goto out;
 
@@ -456,10 +435,10 @@ task_notify(struct task_state *t, const struct nudge_message *m, struct send_res
             log_warn("task", "task %" PRId64 ": notifying %s by %s failed for good: %s", k.id,
                      k.assignee && k.assignee[0] ? k.assignee : "its assignee",
                      mail ? "email" : "webhook", r.error);
-        if (mark_notified(t, k.id, mail ? "notified_email_at" : "notified_webhook_at", m->date,
-                          r.status == SEND_OK ? NULL : why) < 0)
+        if (store_task_mark_notified(t->st, k.id, mail ? STORE_TASK_BY_EMAIL : STORE_TASK_BY_WEBHOOK,
+                                     m->date, r.status == SEND_OK ? NULL : why) < 0)
             sbuf_printf(&failed, "%stasks table: %s", failed.len ? "; " : "",
-                        sqlite3_errmsg(t->db));
+                        store_errmsg(t->st));
     }
     if (failed.len) {
         int retry_after = res->retry_after; /* the notifiers' own */
@@ -468,69 +447,52 @@ task_notify(struct task_state *t, const struct nudge_message *m, struct send_res
         res->retry_after = retry_after;
     }
 out:
-    sqlite3_finalize(s);
     json_decref(doc);
     sbuf_free(&failed);
-    free(assignee);
-    free(kind);
-    free(note);
+    store_task_clear(&row);
 }
 
 static void
 task_send(void *state, const struct nudge_message *msgs, size_t n, struct send_result *res)
 {
     struct task_state *t = state;
-    static const char sql[] =
-        "INSERT OR IGNORE INTO tasks (delivery_id, customer_id, rule, kind, assignee, note,"
-        " due_at, created_at) SELECT ?, c.id, ?, ?, ?, ?, ?, ? FROM customers c"
-        " WHERE c.ext_id = ?";
-    static const char tl[] = "INSERT INTO timeline (customer_id, at, kind, detail)"
-                             " SELECT c.id, ?, 'task', ? FROM customers c WHERE c.ext_id = ?";
     for (size_t i = 0; i < n; i++) {
         const struct nudge_message *m = &msgs[i];
         json_t *p = m->payload;
         const char *assignee = m->to;
         int64_t due_in = json_integer_value(json_object_get(p, "due_in"));
         const char *kind = json_string_value(json_object_get(p, "kind"));
-        sqlite3_stmt *s = NULL;
+        struct store_task_new nt;
+        char *detail;
         int rc;
         send_result_clear(&res[i]);
         if ((!assignee || !*assignee) && t->nstaff)
             assignee = t->staff[(size_t)m->delivery_id % t->nstaff];
-        if (sqlite3_prepare_v2(t->db, sql, -1, &s, NULL) != SQLITE_OK)
-            goto fail;
-        sqlite3_bind_int64(s, 1, m->delivery_id);
-        sqlite3_bind_text(s, 2, m->rule, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, kind ? kind : "callback", -1, SQLITE_STATIC);
-        if (assignee && *assignee)
-            sqlite3_bind_text(s, 4, assignee, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 5, m->text ? m->text : "", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 6, m->date + due_in);
-        sqlite3_bind_int64(s, 7, m->date);
-        sqlite3_bind_text(s, 8, m->customer_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(s);
-        sqlite3_finalize(s);
-        s = NULL;
-        if (rc != SQLITE_DONE)
-            goto fail;
-        if (sqlite3_changes(t->db) > 0 && sqlite3_prepare_v2(t->db, tl, -1, &s, NULL) == SQLITE_OK) {
-            char *detail = xasprintf("%s task for %s (%s)", kind ? kind : "callback",
-                                     assignee && *assignee ? assignee : "nobody yet", m->rule);
-            sqlite3_bind_int64(s, 1, m->date);
-            sqlite3_bind_text(s, 2, detail, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(s, 3, m->customer_id, -1, SQLITE_STATIC);
-            sqlite3_step(s);
-            sqlite3_finalize(s);
-            free(detail);
+        detail = xasprintf("%s task for %s (%s)", kind ? kind : "callback",
+                           assignee && *assignee ? assignee : "nobody yet", m->rule);
+        nt = (struct store_task_new){
+            .delivery_id = m->delivery_id,
+            .customer = m->customer_id,
+            .rule = m->rule,
+            .kind = kind ? kind : "callback",
+            .assignee = assignee,
+            .note = m->text ? m->text : "",
+            .due_at = m->date + due_in,
+            .created_at = m->date,
+            .timeline = detail,
+        };
+        rc = store_task_create(t->st, &nt);
+        free(detail);
+        if (rc < 0) {
+            send_result_set(&res[i], SEND_TRANSIENT, -EIO, "tasks table: %s",
+                            store_errmsg(t->st));
+            send_result_report(&res[i]);
+            continue;
         }
         res[i].status = SEND_OK;
         task_notify(t, m, &res[i]);
         /* The task exists (and its assignee was told, or why not is in
          * res): recorded now, before the next task. */
-        send_result_report(&res[i]);
-        continue;
-    fail:
-        send_result_set(&res[i], SEND_TRANSIENT, -EIO, "tasks table: %s", sqlite3_errmsg(t->db));
         send_result_report(&res[i]);
     }
 }

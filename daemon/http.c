@@ -16,6 +16,8 @@
 #include "log.h"
 #include "outbox.h"
 #include "render.h"
+#include "store.h"
+#include "store_consent.h"
 
 struct http_server {
     struct MHD_Daemon *mhd;
@@ -105,49 +107,10 @@ token_ok(const struct daemon *d, const char *id, const char *ch, const char *tok
 static int
 unsubscribe(struct http_server *h, const char *id, const char *ch)
 {
-    sqlite3_stmt *s;
-    int rc = -ENOENT;
-    ntime_t now = daemon_now(h->d);
-    char at[32];
-    time_format_iso(now, at, sizeof(at));
-    if (store_begin(h->st) < 0)
-        return -EIO;
-    if (sqlite3_prepare_v2(h->st->db,
-                           "INSERT INTO consents (customer_id, channel, granted, updated_at, source)"
-                           " SELECT id, ?, 0, ?, 'unsubscribe-link' FROM customers WHERE ext_id = ?"
-                           " ON CONFLICT (customer_id, channel) DO UPDATE SET granted = 0,"
-                           " updated_at = excluded.updated_at, source = excluded.source",
-                           -1, &s, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_bind_text(s, 1, ch, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, at, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(s) != SQLITE_DONE) {
-        sqlite3_finalize(s);
-        goto fail;
-    }
-    sqlite3_finalize(s);
-    if (sqlite3_changes(h->st->db) > 0) {
-        rc = 0;
-        if (sqlite3_prepare_v2(h->st->db,
-                               "INSERT INTO timeline (customer_id, at, kind, detail) SELECT id, ?,"
-                               " 'unsubscribed', ? FROM customers WHERE ext_id = ?",
-                               -1, &s, NULL) == SQLITE_OK) {
-            char *detail = xasprintf("%s, by the link in a message", ch);
-            sqlite3_bind_int64(s, 1, now);
-            sqlite3_bind_text(s, 2, detail, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(s, 3, id, -1, SQLITE_STATIC);
-            sqlite3_step(s);
-            sqlite3_finalize(s);
-            free(detail);
-        }
-    }
-    if (store_commit(h->st) < 0)
-        return -EIO;
+    char *detail = xasprintf("%s, by the link in a message", ch);
+    int rc = store_consent_withdraw(h->st, id, ch, "unsubscribe-link", daemon_now(h->d), detail);
+    free(detail);
     return rc;
-fail:
-    store_rollback(h->st);
-    return -EIO;
 }
 
 static enum MHD_Result

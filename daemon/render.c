@@ -24,6 +24,9 @@
 #include "config.h"
 #include "log.h"
 #include "policy.h"
+#include "store.h"
+#include "store_consent.h"
+#include "store_customer.h"
 #include "store_snapshot.h"
 #include "template.h"
 
@@ -160,71 +163,12 @@ render_secret(struct store *st, char **out)
     return 0;
 }
 
-/* key is one of render_customer_context's literal column names. */
-static void
-set_col(json_t *o, const char *key, sqlite3_stmt *s, int i)
-{
-    json_t *v;
-    switch (sqlite3_column_type(s, i)) {
-    case SQLITE_NULL:
-        v = json_null();
-        break;
-    case SQLITE_INTEGER:
-        v = json_integer(sqlite3_column_int64(s, i));
-        break;
-    case SQLITE_FLOAT:
-        v = json_real(sqlite3_column_double(s, i));
-        break;
-    default:
-        v = json_string((const char *)sqlite3_column_text(s, i));
-    }
-    json_object_set_new_nocheck(o, key, v);
-}
-
 json_t *
 render_customer_context(struct store *st, int64_t customer_id)
 {
-    static const char *const cols[] = {"id",       "name",  "first_name", "email",  "phone",
-                                       "birthday", "tz",    "tier",       "owner", "created_at",
-                                       "orders_count", "total_spent", "last_order_date",
-                                       "first_order_date", NULL};
-    /* One statement for the customer, the order figures and the tags: one
-     * row per tag (in tag order, from customer_tags' primary key), or one
-     * row with a NULL tag. */
-    sqlite3_stmt *s;
-    json_t *o = NULL, *attrs, *tags;
-    const char *text;
-    if (store_prepare(st, "SELECT c.ext_id, c.name, c.first_name, c.email, c.phone, c.birthday,"
-                           " c.tz, c.tier, c.owner, c.created_at, coalesce(s.orders_count, 0),"
-                           " coalesce(s.total_cents, 0) / 100.0, s.last_order_date,"
-                           " s.first_order_date, c.attrs, t.tag FROM customers c LEFT JOIN"
-                           " customer_stats s ON s.customer_id = c.id LEFT JOIN customer_tags t"
-                           " ON t.customer_id = c.id WHERE c.id = ? ORDER BY t.tag", &s) != SQLITE_OK)
-        return NULL;
-    sqlite3_bind_int64(s, 1, customer_id);
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        o = json_object();
-        /* Custom attributes first, so that built-in fields win a name clash
-         * (most customers have none: '{}' needs no parser). */
-        text = (const char *)sqlite3_column_text(s, 14);
-        if (text && strcmp(text, "{}") != 0) {
-            attrs = json_loads(text, 0, NULL);
-            if (json_is_object(attrs))
-                json_object_update(o, attrs);
-            json_decref(attrs);
-        }
-        for (int i = 0; cols[i]; i++)
-            set_col(o, cols[i], s, i);
-        if (json_is_null(json_object_get(o, "first_name")))
-            json_object_set(o, "first_name", json_object_get(o, "name"));
-        tags = json_array();
-        do {
-            if ((text = (const char *)sqlite3_column_text(s, 15)))
-                json_array_append_new(tags, json_string(text));
-        } while (sqlite3_step(s) == SQLITE_ROW);
-        json_object_set_new_nocheck(o, "tags", tags);
-    }
-    store_done(s);
+    json_t *o = store_customer_doc(st, customer_id);
+    if (o && json_is_null(json_object_get(o, "first_name")))
+        json_object_set(o, "first_name", json_object_get(o, "name"));
     return o;
 }
 
@@ -466,35 +410,22 @@ rendered_free(struct rendered *r)
 }
 
 /* 1 if the customer explicitly withdrew consent for channel, or the address
- * is suppressed: one statement for both. The reason is never NULL for a
- * suppressed address, so NULL in column 1 means "not suppressed" (a NULL
- * address matches no row). */
+ * is suppressed (why says which). A store failure blocks nothing. */
 static int
 suppressed(struct store *st, int64_t customer_id, const char *channel, const char *address,
            char *why, size_t whylen)
 {
-    sqlite3_stmt *s;
-    int hit = 0;
-    if (store_prepare(st, "SELECT (SELECT granted FROM consents WHERE customer_id = ?1 AND"
-                           " channel = ?2), (SELECT coalesce(reason, '') FROM suppressions WHERE"
-                           " channel = ?2 AND address = ?3)", &s) != SQLITE_OK)
+    char reason[1024];
+    switch (store_send_blocked(st, customer_id, channel, address, reason, sizeof(reason))) {
+    case STORE_SEND_NO_CONSENT:
+        snprintf(why, whylen, "no consent for %s (unsubscribed)", channel);
+        return 1;
+    case STORE_SEND_SUPPRESSED:
+        snprintf(why, whylen, "address suppressed: %s", reason);
+        return 1;
+    default:
         return 0;
-    sqlite3_bind_int64(s, 1, customer_id);
-    sqlite3_bind_text(s, 2, channel, -1, SQLITE_STATIC);
-    if (address)
-        sqlite3_bind_text(s, 3, address, -1, SQLITE_STATIC);
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        if (sqlite3_column_type(s, 0) != SQLITE_NULL && sqlite3_column_int(s, 0) == 0) {
-            snprintf(why, whylen, "no consent for %s (unsubscribed)", channel);
-            hit = 1;
-        } else if (sqlite3_column_type(s, 1) != SQLITE_NULL) {
-            snprintf(why, whylen, "address suppressed: %s",
-                     (const char *)sqlite3_column_text(s, 1));
-            hit = 1;
-        }
     }
-    store_done(s);
-    return hit;
 }
 
 /* "nudge-<id>", as xasprintf("nudge-%lld") would write it. */

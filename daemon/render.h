@@ -15,9 +15,9 @@
 
 #include "outbox.h"
 #include "rules.h"
-#include "store.h"
 
 struct config;
+struct store;
 
 struct render_env {
     struct store *st;
