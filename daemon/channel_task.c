@@ -25,15 +25,11 @@
  * tasks.notified_email_at / notified_webhook_at; notify_error says what
  * could not be done.
  *
- * Tasks are written through the store (store_task.h), never in SQL here.
- * The backend holds a `struct store` of its own, opened with store_open on
- * the daemon's database (settings._database) and used only by send() on its
- * dispatch worker thread. Why not the dispatch slot's store: open() gets
- * nothing but settings (include/nudge/channel.h) and the dispatcher opens a
- * backend before the slot's store, so sharing it would need a new slot in
- * the backend interface and a change to dispatch.c, for one connection
- * saved per task slot (there is one). The connection is set up like the
- * daemon's others (WAL, busy timeout, schema check).
+ * Tasks are written through the store (store_task.h), never in SQL here,
+ * on the store handle of the dispatch slot that runs the session
+ * (channel_backend.use_store): send() runs on that slot's worker thread,
+ * and the task, its timeline entry and the delivery's result share one
+ * connection.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -56,7 +52,7 @@ struct notifier {
 };
 
 struct task_state {
-    struct store *st; /* our own connection: sends run on a worker thread */
+    struct store *st; /* the dispatch slot's (use_store); not ours to close */
     char **staff;  /* round-robin list, may be empty */
     size_t nstaff;
     struct notifier mail, hook; /* channels.task.notify; be NULL when not used */
@@ -72,7 +68,6 @@ task_close(void *state)
     struct task_state *t = state;
     if (!t)
         return;
-    store_close(t->st);
     for (size_t i = 0; i < t->nstaff; i++)
         free(t->staff[i]);
     free(t->staff);
@@ -199,7 +194,6 @@ notify_open(struct task_state *t, const char *channel, json_t *settings, struct 
 static int
 task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
 {
-    const char *db = json_string_value(json_object_get(settings, "_database"));
     const char *file = json_string_value(json_object_get(settings, "_file"));
     int line = (int)json_integer_value(json_object_get(settings, "_line"));
     json_t *staff = json_object_get(settings, "staff"), *v;
@@ -225,21 +219,7 @@ task_open(const char *channel, json_t *settings, void **state, struct nerr *err)
         nerr_set(err, file, line, 0, "channels.%s.staff must be a list of names", channel);
         return -EINVAL;
     }
-    if (!db) {
-        nerr_set(err, file, line, 0, "the task transport needs the database");
-        return -EINVAL;
-    }
     t = xcalloc(1, sizeof(*t));
-    /* A configuration check (nudged --check) needs no database. */
-    if (!json_is_true(json_object_get(settings, "_check"))) {
-        struct nerr oerr;
-        nerr_clear(&oerr);
-        if (store_open(db, &t->st, &oerr) < 0) {
-            nerr_set(err, file, line, 0, "task transport: cannot open %s", db);
-            task_close(t);
-            return -EIO;
-        }
-    }
     json_array_foreach(staff, i, v)
     {
         /* A name, or { name: N, tz: ZONE } for staff whose tasks `nudgectl
@@ -481,8 +461,13 @@ task_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
             .created_at = m->date,
             .timeline = detail,
         };
-        rc = store_task_create(t->st, &nt);
+        rc = t->st ? store_task_create(t->st, &nt) : -ENXIO;
         free(detail);
+        if (rc == -ENXIO) {
+            send_result_set(&res[i], SEND_TRANSIENT, rc,
+                            "the task transport was given no store to write tasks to");
+            continue;
+        }
         if (rc < 0) {
             send_result_set(&res[i], SEND_TRANSIENT, -EIO, "tasks table: %s",
                             store_errmsg(t->st));
@@ -495,6 +480,13 @@ task_send(void *state, const struct nudge_message *msgs, size_t n, struct send_r
          * res): recorded now, before the next task. */
         send_result_report(&res[i]);
     }
+}
+
+static void
+task_use_store(void *state, struct store *st)
+{
+    struct task_state *t = state;
+    t->st = st;
 }
 
 static enum send_status
@@ -513,4 +505,5 @@ const struct channel_backend channel_backend_task = {
     .classify_error = task_classify,
     .batch_max = 100,
     .needs_payload = true,
+    .use_store = task_use_store,
 };

@@ -687,6 +687,8 @@ dispatch_open(struct daemon *d, struct nerr *err)
             if (store_open(d->cfg->database, &s->st, err) < 0 ||
                 outbox_journal_open(s->st, journals++, &s->journal) < 0)
                 return -EIO;
+            if (c->be->use_store)
+                c->be->use_store(s->state, s->st);
         }
     }
     return 0;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 struct nerr;
+struct store; /* the store (daemon/store.h): an opaque handle here */
 
 /* What became of one message. */
 enum send_status {
@@ -135,6 +136,12 @@ struct channel_backend {
     /* Whether send() reads nudge_message.payload; the dispatcher leaves it
      * NULL (and does not build it) for a backend that does not. */
     bool needs_payload;
+    /* Optional, for a backend whose delivery is a write to the store (the
+     * task transport): called once after open() with the store handle of
+     * the dispatch slot that owns the session (opaque; the store's typed
+     * functions take it). send() runs on that slot's thread, so it may use
+     * the handle there; the dispatcher closes it after close(). */
+    void (*use_store)(void *state, struct store *st);
 };
 
 /* Fills r for a backend's send(): status, code, a printf-style reason, and
