@@ -44,45 +44,16 @@
 #include "outbox.h"
 #include "policy.h"
 #include "render.h"
+#include "store_consent.h"
+#include "store_timeline.h"
 #include "ynode.h"
-
-static void
-add_suppression(struct store *st, const char *channel, const char *address, const char *reason,
-                ntime_t now)
-{
-    sqlite3_stmt *s;
-    if (store_prepare(st, "INSERT OR IGNORE INTO suppressions (channel, address, reason,"
-                           " created_at) VALUES (?, ?, ?, ?)", &s) != SQLITE_OK)
-        return;
-    sqlite3_bind_text(s, 1, channel, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, address, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, now);
-    sqlite3_step(s);
-    store_done(s);
-}
-
-static void
-add_timeline(struct store *st, int64_t customer_id, ntime_t at, const char *kind,
-             const char *detail)
-{
-    sqlite3_stmt *s;
-    if (store_prepare(st, "INSERT INTO timeline (customer_id, at, kind, detail) VALUES (?, ?, ?, ?)", &s) != SQLITE_OK)
-        return;
-    sqlite3_bind_int64(s, 1, customer_id);
-    sqlite3_bind_int64(s, 2, at);
-    sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, detail, -1, SQLITE_TRANSIENT);
-    sqlite3_step(s);
-    store_done(s);
-}
 
 /* "channel rule (occurrence)", the timeline detail of a sent message. */
 static void
 add_timeline_sent(struct store *st, int64_t customer_id, ntime_t at, const struct nudge_message *m)
 {
     char *detail = xasprintf("%s %s (%s)", m->channel, m->rule, m->occurrence);
-    add_timeline(st, customer_id, at, "sent", detail);
+    store_timeline_add(st, customer_id, at, "sent", detail);
     free(detail);
 }
 
@@ -164,7 +135,7 @@ record_result(struct slot *s, const struct delivery *dl, const struct nudge_mess
      * sender fault pauses the channel instead (job_after). */
     if (r->blame == BLAME_RECIPIENT && r->status == SEND_PERMANENT && m->to && m->to[0] && ci &&
         ci->suppresses)
-        add_suppression(s->st, c->name, m->to, r->error, s->now);
+        store_suppress(s->st, c->name, m->to, r->error, s->now);
     return 0;
 }
 
@@ -253,7 +224,7 @@ job_work(uv_work_t *w)
      * shared lock for its few queries per message instead of a lock taken
      * and dropped around each of them. Rendering only reads; what it decides
      * is written with the results below. */
-    reading = store_exec_cached(s->st, "BEGIN") == 0;
+    reading = store_begin_read(s->st) == 0;
     for (size_t i = 0; i < n; i++) {
         if (atomic_load(&d->stopping)) {
             held[i].release = true;

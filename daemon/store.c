@@ -193,6 +193,12 @@ store_begin(struct store *st)
 }
 
 int
+store_begin_read(struct store *st)
+{
+    return store_exec_cached(st, "BEGIN");
+}
+
+int
 store_commit(struct store *st)
 {
     return store_exec_cached(st, "COMMIT");

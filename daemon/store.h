@@ -99,6 +99,9 @@ int store_exec(struct store *st, const char *sql);
  * COMMIT, which sqlite3_exec would parse every time. */
 int store_exec_cached(struct store *st, const char *sql);
 int store_begin(struct store *st);   /* BEGIN IMMEDIATE */
+/* A deferred transaction for a run of reads: one snapshot and one shared
+ * lock instead of one per statement; ended by store_commit. */
+int store_begin_read(struct store *st);
 int store_commit(struct store *st);
 int store_rollback(struct store *st);
 

@@ -87,3 +87,22 @@ fail:
     store_rollback(st);
     return -EIO;
 }
+
+int
+store_suppress(struct store *st, const char *channel, const char *address, const char *reason,
+               ntime_t at)
+{
+    sqlite3_stmt *s;
+    int rc;
+    if (store_prepare(st, "INSERT OR IGNORE INTO suppressions (channel, address, reason,"
+                          " created_at) VALUES (?, ?, ?, ?)",
+                      &s) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(s, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, address, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, at);
+    rc = sqlite3_step(s);
+    store_done(s);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}

@@ -1,7 +1,8 @@
 /*
  * store_consent.h: consents and the suppression list as sending reads them
  * (may this message reach this address?), and the consent an unsubscribe
- * link withdraws (http.c).
+ * link withdraws (http.c), and what a recipient's permanent fault adds to
+ * the suppression list (dispatch.c).
  */
 #ifndef NUDGE_STORE_CONSENT_H
 #define NUDGE_STORE_CONSENT_H
@@ -38,5 +39,13 @@ int store_send_blocked(struct store *st, int64_t customer_id, const char *channe
  */
 int store_consent_withdraw(struct store *st, const char *ext_id, const char *channel,
                            const char *source, ntime_t at, const char *detail);
+
+/*
+ * Puts address on channel's suppression list with reason (a recipient's
+ * permanent fault), unless it is there already. In the caller's
+ * transaction. 0, or -EIO.
+ */
+int store_suppress(struct store *st, const char *channel, const char *address,
+                   const char *reason, ntime_t at);
 
 #endif
