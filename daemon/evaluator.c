@@ -14,6 +14,7 @@
 #include "config.h"
 #include "log.h"
 #include "store_snapshot.h"
+#include "store_internal.h" /* until its SQL moves to the store */
 
 /* The SQL expression holding a date field's text, and whether it needs the
  * attribute path bound as a parameter. */

@@ -30,6 +30,7 @@
 #include "calendar.h"
 #include "log.h"
 #include "store_import.h"
+#include "store_internal.h" /* until its SQL moves to the store */
 
 #define MAX_MESSAGES 100
 #define PROGRESS_EVERY 1000

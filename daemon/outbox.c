@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "store_internal.h"
 
 void
 delivery_clear(struct delivery *d)

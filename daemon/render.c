@@ -348,7 +348,7 @@ snap_acquire(struct store *st, int64_t id, char *why, size_t whylen)
 
     pthread_mutex_lock(&snap_lock);
     for (e = snap_cache; e; e = e->next)
-        if (e->id == id && !strcmp(e->db, st->path))
+        if (e->id == id && !strcmp(e->db, store_path(st)))
             break;
     if (e) {
         e->refs++;
@@ -369,7 +369,7 @@ snap_acquire(struct store *st, int64_t id, char *why, size_t whylen)
     if (rc < 0)
         return NULL;
     e = xcalloc(1, sizeof(*e));
-    e->db = xstrdup(st->path);
+    e->db = xstrdup(store_path(st));
     e->id = id;
     e->rule = r;
     e->refs = 2;

@@ -6,7 +6,7 @@
  * and -shm the database's mode). Import lives in import.c, the outbox in
  * outbox.c; both use the schema defined here.
  */
-#include "store.h"
+#include "store_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -557,4 +557,10 @@ store_warn_if_readable(const char *path)
                      (unsigned)(sb.st_mode & 07777), path, path, path);
         free(p);
     }
+}
+
+const char *
+store_path(const struct store *st)
+{
+    return st->path;
 }

@@ -2,9 +2,11 @@
  * store.h: the customer store and the deliveries outbox, behind one interface.
  *
  * SQLite is the embedded backend (WAL mode). Everything the rest of the
- * daemon knows about the database goes through these functions or the schema
- * documented here, so that a PostgreSQL backend could later share one outbox
- * between several daemons.
+ * daemon knows about the database goes through typed functions: these and
+ * those of the other store modules (store_*.h, outbox.h), none of which
+ * names an SQLite type, so that a PostgreSQL backend could later sit beside
+ * this one. Only the store modules include store_internal.h (the
+ * connection, prepared statements) and speak SQL.
  *
  * Schema (version STORE_SCHEMA_VERSION, PRAGMA user_version):
  *
@@ -44,7 +46,6 @@
 #ifndef NUDGE_STORE_H
 #define NUDGE_STORE_H
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -52,13 +53,9 @@
 
 #define STORE_SCHEMA_VERSION 8
 
-struct store_stmt_cache;
-
-struct store {
-    sqlite3 *db;
-    char *path;
-    struct store_stmt_cache *cache; /* prepared statements of the hot paths */
-};
+/* An open database (a connection): opaque outside the store modules
+ * (store_internal.h). */
+struct store;
 
 /* One daemon per database: takes an exclusive lock on <path>.lock (created
  * 0600, holding our pid) for as long as *lock_fd stays open. -EBUSY (err
@@ -83,27 +80,14 @@ int store_migrate(struct store *st, struct nerr *err);
 int store_open_version(const char *path, int version, struct store **out, struct nerr *err);
 int store_migrate_to(struct store *st, int target, struct nerr *err);
 
-/*
- * Prepared statements for fixed SQL on hot paths (one per message): the
- * first call prepares, later calls with the same SQL text reuse it. `sql`
- * must be a string constant. Returns SQLITE_OK or an SQLite error code.
- * store_done() resets the statement for its next use instead of finalizing.
- */
-int store_prepare(struct store *st, const char *sql, sqlite3_stmt **out);
-void store_done(sqlite3_stmt *s);
-
-/* Runs SQL with no results; logs and returns -EIO on failure. */
-int store_exec(struct store *st, const char *sql);
-/* One statement without results, kept prepared in the connection's cache
- * (see store_prepare): for the statements run once per batch, BEGIN and
- * COMMIT, which sqlite3_exec would parse every time. */
-int store_exec_cached(struct store *st, const char *sql);
 int store_begin(struct store *st);   /* BEGIN IMMEDIATE */
 /* A deferred transaction for a run of reads: one snapshot and one shared
  * lock instead of one per statement; ended by store_commit. */
 int store_begin_read(struct store *st);
 int store_commit(struct store *st);
 int store_rollback(struct store *st);
+/* The database file's path, as given to store_open. */
+const char *store_path(const struct store *st);
 
 /* Scheduler progress per rule: the instant up to which it has been evaluated. */
 int store_rule_progress_get(struct store *st, const char *rule, ntime_t *out); /* -ENOENT */

@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "store.h"
+#include "store_internal.h"
 
 int
 store_send_blocked(struct store *st, int64_t customer_id, const char *channel, const char *address,

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "audience.h"
-#include "store.h"
+#include "store_internal.h"
 
 /* key is one of store_customer_doc's literal column names. */
 static void

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "store_internal.h"
 
 struct store_saved_indexes {
     char **sql;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "log.h"
-#include "store.h"
+#include "store_internal.h"
 #include "store_policy.h"
 
 int

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "store_internal.h"
 
 int
 store_snapshot_put(struct store *st, const char *hash, const char *rule, const char *body,

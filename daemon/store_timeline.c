@@ -5,7 +5,7 @@
 
 #include <errno.h>
 
-#include "store.h"
+#include "store_internal.h"
 
 int
 store_timeline_add(struct store *st, int64_t customer_id, ntime_t at, const char *kind,

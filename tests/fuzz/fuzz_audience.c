@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "audience.h"
-#include "store.h"
+#include "store_internal.h"
 
 static struct store *st;
 

@@ -27,7 +27,7 @@
 #include "config.h"
 #include "evaluator.h"
 #include "rules.h"
-#include "store.h"
+#include "store_internal.h"
 #include "util.h"
 #include "unit.h"
 

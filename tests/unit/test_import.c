@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "import.h"
-#include "store.h"
+#include "store_internal.h"
 #include "util.h"
 
 struct fixture {

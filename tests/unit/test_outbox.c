@@ -35,7 +35,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "rules.h"
-#include "store.h"
+#include "store_internal.h"
 #include "util.h"
 #include "unit.h"
 

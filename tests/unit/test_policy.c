@@ -26,7 +26,7 @@
 #include "config.h"
 #include "policy.h"
 #include "rules.h"
-#include "store.h"
+#include "store_internal.h"
 #include "util.h"
 #include "unit.h"
 

@@ -23,7 +23,7 @@
 #include "outbox.h"
 #include "render.h"
 #include "rules.h"
-#include "store.h"
+#include "store_internal.h"
 #include "store_snapshot.h"
 #include "template.h"
 #include "util.h"

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store_internal.h"
 #include "util.h"
 
 struct fixture {

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
+#include "store_internal.h"
 #include "store_task.h"
 #include "util.h"
 #include "unit.h"
