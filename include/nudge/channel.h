@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 struct nerr;
-struct store; /* the store (daemon/store.h): an opaque handle here */
+struct store; /* the store (store/store.h): an opaque handle here */
 
 /* What became of one message. */
 enum send_status {

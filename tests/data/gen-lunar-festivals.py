@@ -2,7 +2,7 @@
 """Generate tests/data/lunar-festivals.tsv and tests/data/lunar-months.tsv.
 
 The source is python3-lunardate (Debian package python3-lunardate, pure Python,
-its own month table), not liblunar-date that daemon/calendar.c uses, so the
+its own month table), not liblunar-date that lib/calendar.c uses, so the
 unit test compares two implementations. Both tables descend from the "lunar"
 program by Fung F. Lee and Ricky Yeung, so a shared transcription error would
 not be caught here; test_calendar.c also checks published Spring Festival

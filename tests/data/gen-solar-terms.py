@@ -5,7 +5,7 @@ Source: PyEphem (Debian python3-ephem), whose libastro computes the Sun from
 VSOP87; a term is the moment the Sun's apparent geocentric longitude (true
 equinox of date) reaches 15 * k degrees, found by bisection to well under a
 second, and dated in China Standard Time (UTC+8) as the Chinese calendar does.
-daemon/calendar.c uses a different, shorter method (Meeus ch. 25), so the unit
+lib/calendar.c uses a different, shorter method (Meeus ch. 25), so the unit
 test compares two independent computations.
 
 Run once, from the repository root, and commit the output:

@@ -4,7 +4,7 @@
 Easter comes from python-dateutil's dateutil.easter (Debian python3-dateutil),
 which implements the Gregorian computus after Claus Tondering / GM Arts, a
 different formulation from the anonymous (Meeus/Jones/Butcher) algorithm in
-daemon/calendar.c; Orthodox Easter from the same module's EASTER_ORTHODOX. The
+lib/calendar.c; Orthodox Easter from the same module's EASTER_ORTHODOX. The
 weekday rules are counted with Python's calendar module, by walking the month
 rather than by the closed formula calendar.c uses.
 

@@ -1,12 +1,12 @@
 #!/bin/bash
 # 10-template-diff.sh: differential test of the Mustache renderer against
 # mustache.js. Every case in tests/template/cases.json (template, JSON data,
-# partials) is rendered by `nudgectl render` (daemon/template.c, HTML
+# partials) is rendered by `nudgectl render` (lib/template.c, HTML
 # escaping on) and by tests/template/render.js (mustache.js), and the two
 # outputs must be identical byte for byte.
 #
 # Where the official Mustache spec and mustache.js disagree, nudge follows the
-# spec (see daemon/template.h). A case that shows such a difference carries
+# spec (see lib/template.h). A case that shows such a difference carries
 # "spec" (the spec file and case it follows, e.g. "interpolation.json: Dotted
 # Names - Context Precedence") and "expected" (the spec's output); nudge is
 # compared with that instead of with mustache.js. Only cases that the spec's

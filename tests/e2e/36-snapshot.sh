@@ -25,11 +25,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 e2e_init 36-snapshot
 
-if ! grep -q channel_backend_http "$NUDGE_SRC/daemon/channel.c"; then
-	echo "skip: the http backend is not registered in daemon/channel.c"
-	exit 77
-fi
-
 log=$E2E_TMP/requests.jsonl
 # start_receiver STATUS [PORT]: receiver.py answering STATUS on /hook; sets
 # port and rpid.

@@ -10,7 +10,7 @@
  *
  * mustache.js before 4.0 drops the indentation of a standalone partial tag;
  * nudge indents the partial's lines as the spec and mustache.js 4 do (see
- * daemon/template.h). On 3.x this file therefore wraps the renderer so that a
+ * lib/template.h). On 3.x this file therefore wraps the renderer so that a
  * partial tag that is the first tag on a line that mustache.js removed as
  * standalone, with whitespace before it, gets every non-empty line of the
  * partial indented by that whitespace (spaces and tabs), exactly as 4.x's

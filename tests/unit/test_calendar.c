@@ -1,6 +1,6 @@
 /*
  * test_calendar.c: time zones, the lunar calendar, solar terms and holiday
- * calendars (daemon/calendar.c).
+ * calendars (lib/calendar.c).
  *
  * Expected dates come from outside calendar.c's own code paths:
  *  - tests/data/lunar-months.tsv and lunar-festivals.tsv: python3-lunardate

@@ -1,5 +1,5 @@
 /*
- * test_config.c: nudge.yaml (daemon/config.c, daemon/ynode.c): the defaults
+ * test_config.c: nudge.yaml (model/config.c, lib/ynode.c): the defaults
  * of an empty file, every key read, relative paths taken from the file's own
  * directory, and every mistake reported as "file:line:col: error:" with the
  * source line, a caret under the offending character and a hint, while the

@@ -1,5 +1,5 @@
 /*
- * test_outbox.c: the deliveries table as a queue (daemon/outbox.c) and the
+ * test_outbox.c: the deliveries table as a queue (store/outbox.c) and the
  * evaluator that fills it (daemon/evaluator.c), on a temporary SQLite store:
  *
  *  - evaluating the same window twice inserts each (rule, customer,

@@ -1,5 +1,5 @@
 /*
- * test_rules.c: rule files (daemon/rules.c): the shipped rules load, every
+ * test_rules.c: rule files (model/rules.c): the shipped rules load, every
  * trigger form parses, every mistake becomes "file:line:col: error:" with the
  * source line, a caret under the offending character and a hint, and a rule
  * set with any error is never returned (whole set or nothing). Also the cron

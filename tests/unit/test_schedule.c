@@ -1,6 +1,6 @@
 /*
  * test_schedule.c: which fires a trigger has in a window, in a time zone
- * (daemon/schedule.c): every trigger kind, the occurrence keys that make
+ * (model/schedule.c): every trigger kind, the occurrence keys that make
  * fires idempotent, the (from, to] boundaries, daylight-saving gaps and
  * overlaps, 29 February, short months, holidays from the shipped calendars,
  * and cron expressions compared with an independent implementation

@@ -1,5 +1,5 @@
 /*
- * test_template.c: unit tests for the Mustache renderer (daemon/template.c):
+ * test_template.c: unit tests for the Mustache renderer (lib/template.c):
  * escaping, lookup, sections, partials, delimiters, the standalone-line
  * rules, located syntax errors and the limits. Every rendering expectation is
  * the exact output of mustache.js (with standalone partial indentation, see
