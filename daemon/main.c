@@ -32,6 +32,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "render.h"
+#include "store_eval.h"
 #include "ynode.h"
 
 static const char usage[] =
@@ -172,35 +173,17 @@ on_watchdog(uv_timer_t *t)
 static json_t *
 audience_delta(struct daemon *d, const struct rule *old, const struct rule *nw)
 {
-    struct sbuf q;
-    sqlite3_stmt *s = NULL;
-    json_t *o = NULL;
     char today[16];
     struct cal_local l;
-    int idx = 1;
+    int64_t enter, leave;
     if (!strcmp(old->audience_src ? old->audience_src : "", nw->audience_src ? nw->audience_src : ""))
         return NULL;
     if (cal_utc_to_local(d->cfg->timezone, daemon_now(d), &l) < 0)
         return NULL;
     snprintf(today, sizeof(today), "%04d-%02d-%02d", l.year, l.month, l.day);
-    sbuf_init(&q);
-    sbuf_printf(&q, "SELECT coalesce(sum(n AND NOT o), 0), coalesce(sum(o AND NOT n), 0) FROM"
-                    " (SELECT coalesce((%s), 0) AS n, coalesce((%s), 0) AS o FROM %s)",
-                nw->audience ? nw->audience->sql : "1", old->audience ? old->audience->sql : "1",
-                audience_from_clause());
-    if (sqlite3_prepare_v2(d->st->db, q.s, -1, &s, NULL) != SQLITE_OK)
-        goto out;
-    if (nw->audience && (idx = audience_bind(nw->audience, s, idx, today)) < 0)
-        goto out;
-    if (old->audience && (idx = audience_bind(old->audience, s, idx, today)) < 0)
-        goto out;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        o = json_pack("{sIsI}", "enter", (json_int_t)sqlite3_column_int64(s, 0), "leave",
-                      (json_int_t)sqlite3_column_int64(s, 1));
-out:
-    sqlite3_finalize(s);
-    sbuf_free(&q);
-    return o;
+    if (store_eval_audience_delta(d->st, nw->audience, old->audience, today, &enter, &leave) < 0)
+        return NULL;
+    return json_pack("{sIsI}", "enter", (json_int_t)enter, "leave", (json_int_t)leave);
 }
 
 /* ---- reload -------------------------------------------------------------- */
