@@ -1,6 +1,6 @@
 /*
- * evaluator.c: from fires to deliveries. All SQL text here is fixed or comes
- * from the audience compiler's whitelist; values are bound as parameters.
+ * evaluator.c: from fires to deliveries. Which customers a fire reaches is
+ * described as a store_window; the store (store_eval.c) runs the queries.
  */
 #include "evaluator.h"
 
@@ -13,26 +13,9 @@
 #include "calendar.h"
 #include "config.h"
 #include "log.h"
+#include "store.h"
+#include "store_eval.h"
 #include "store_snapshot.h"
-#include "store_internal.h" /* until its SQL moves to the store */
-
-/* The SQL expression holding a date field's text, and whether it needs the
- * attribute path bound as a parameter. */
-static const char *
-date_field_sql(const char *field, bool *param)
-{
-    *param = false;
-    if (!strcmp(field, "birthday"))
-        return "c.birthday";
-    if (!strcmp(field, "created_at"))
-        return "c.created_at";
-    if (!strcmp(field, "first_order_date"))
-        return "s.first_order_date";
-    if (!strcmp(field, "last_order_date"))
-        return "s.last_order_date";
-    *param = true;
-    return "json_extract(c.attrs, ?)";
-}
 
 /* A set of customer ids: who is inside an `entered` condition. */
 struct idset {
@@ -112,14 +95,6 @@ struct win {
     bool seeding; /* entered, backfill: false: record who is inside, send nothing */
 };
 
-static void
-bind_attr_path(sqlite3_stmt *s, int idx, const char *field)
-{
-    char *path = xasprintf("$.\"%s\"", field);
-    sqlite3_bind_text(s, idx, path, -1, SQLITE_TRANSIENT);
-    free(path);
-}
-
 /*
  * Solar birth dates whose lunar month-day is one of f->md, in every lunar
  * year before the one being celebrated: a lunar birthday becomes an indexed
@@ -148,129 +123,30 @@ lunar_birth_dates(const struct fire *f, size_t *n)
     return v;
 }
 
-/*
- * Builds "FROM ... WHERE zone AND trigger-filter [AND audience]" and binds
- * it. The audience's own SQL has plain '?' parameters, numbered by
- * position, so the order of appends (where_sql) and binds (where_bind) must
- * match exactly.
- */
+/* The customers fire f reaches in w's zone: with the rule's audience
+ * (with_audience) or all of them, for the day `today`. lunar holds the
+ * lunar anniversaries' solar dates (lunar_birth_dates). */
 static void
-where_sql(struct win *w, const struct fire *f, struct sbuf *q, bool with_audience, size_t nlunar)
+window_of(const struct win *w, const struct fire *f, bool with_audience, char **lunar,
+          size_t nlunar, const char *today, const char *md[3], struct store_window *sw)
 {
     const struct trigger *t = &w->r->trigger;
-    sbuf_adds(q, " FROM ");
-    sbuf_adds(q, audience_from_clause());
-    /* Written so that the index on customers(tz) can serve it; for
-     * anniversaries the date index is far more selective, so the zone test
-     * is kept off the tz index there (unary +). */
-    sbuf_adds(q, t->kind == TRIG_ANNIVERSARY ? " WHERE (+c.tz = ? OR (c.tz IS NULL AND ? = ?))"
-                                             : " WHERE (c.tz = ? OR (c.tz IS NULL AND ? = ?))");
-    if (t->kind == TRIG_ANNIVERSARY) {
-        bool param;
-        const char *fs = date_field_sql(t->field, &param);
-        if (t->lunar) {
-            if (!strcmp(t->field, "birthday"))
-                sbuf_adds(q, " AND c.birthday IN ("); /* uses customers_birthday_date */
-            else
-                sbuf_printf(q, " AND substr(%s, 1, 10) IN (", fs);
-            for (size_t i = 0; i < nlunar; i++)
-                sbuf_adds(q, i ? ", ?" : "?");
-            sbuf_adds(q, nlunar ? ")" : "NULL)");
-        } else {
-            if (!strcmp(t->field, "birthday"))
-                sbuf_adds(q, " AND substr(c.birthday, -5) IN ("); /* uses customers_birthday */
-            else
-                sbuf_printf(q, " AND (CASE WHEN substr(%s, 1, 2) = '--' THEN substr(%s, 3, 5)"
-                               " ELSE substr(%s, 6, 5) END) IN (",
-                            fs, fs, fs);
-            for (int i = 0; i < f->nmd; i++)
-                sbuf_adds(q, i ? ", ?" : "?");
-            sbuf_printf(q, ") AND (substr(%s, 1, 2) = '--' OR CAST(substr(%s, 1, 4) AS INTEGER)"
-                           " < ?)",
-                        fs, fs);
-        }
-    }
-    if (with_audience && w->r->audience)
-        sbuf_printf(q, " AND (%s)", w->r->audience->sql);
+    memset(sw, 0, sizeof(*sw));
+    sw->tz = w->tz;
+    sw->default_tz = w->ev->cfg->timezone;
+    sw->anniversary = t->kind == TRIG_ANNIVERSARY;
+    sw->field = t->field;
+    sw->lunar = t->lunar;
+    for (int i = 0; i < f->nmd && i < 3; i++)
+        md[i] = f->md[i];
+    sw->md = md;
+    sw->nmd = f->nmd;
+    sw->year = f->year;
+    sw->dates = (const char *const *)lunar;
+    sw->ndates = nlunar;
+    sw->audience = with_audience ? w->r->audience : NULL;
+    sw->today = today;
 }
-
-static int
-where_bind(struct win *w, const struct fire *f, sqlite3_stmt *s, int idx, bool with_audience,
-           char **lunar, size_t nlunar, const char *today)
-{
-    const struct trigger *t = &w->r->trigger;
-    sqlite3_bind_text(s, idx++, w->tz, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, idx++, w->tz, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, idx++, w->ev->cfg->timezone, -1, SQLITE_STATIC);
-    if (t->kind == TRIG_ANNIVERSARY) {
-        bool param;
-        date_field_sql(t->field, &param);
-        if (t->lunar) {
-            if (param)
-                bind_attr_path(s, idx++, t->field);
-            for (size_t i = 0; i < nlunar; i++)
-                sqlite3_bind_text(s, idx++, lunar[i], -1, SQLITE_STATIC);
-        } else {
-            /* The field expression appears three times in the CASE... */
-            if (param)
-                for (int i = 0; i < 3; i++)
-                    bind_attr_path(s, idx++, t->field);
-            for (int i = 0; i < f->nmd; i++)
-                sqlite3_bind_text(s, idx++, f->md[i], -1, SQLITE_TRANSIENT);
-            /* ...and twice in the year test. */
-            if (param) {
-                bind_attr_path(s, idx++, t->field);
-                bind_attr_path(s, idx++, t->field);
-            }
-            sqlite3_bind_int(s, idx++, f->year);
-        }
-    }
-    if (with_audience && w->r->audience) {
-        idx = audience_bind(w->r->audience, s, idx, today);
-        if (idx < 0)
-            return idx;
-    }
-    return idx;
-}
-
-static int
-prepare(struct evaluator *ev, const char *sql, sqlite3_stmt **s)
-{
-    if (sqlite3_prepare_v2(ev->st->db, sql, -1, s, NULL) != SQLITE_OK) {
-        log_err("eval", "cannot prepare query: %s", sqlite3_errmsg(ev->st->db));
-        return -EIO;
-    }
-    return 0;
-}
-
-static int
-run(struct evaluator *ev, sqlite3_stmt *s, long *changes)
-{
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        log_err("eval", "query failed: %s", sqlite3_errmsg(ev->st->db));
-        return -EIO;
-    }
-    if (changes)
-        *changes += sqlite3_changes(ev->st->db);
-    return 0;
-}
-
-/* "Does expression a hold for customer ?": a statement whose parameters are
- * a's, then the customer id. */
-static int
-prepare_holds(struct evaluator *ev, const struct audience *a, sqlite3_stmt **s)
-{
-    char *sql = xasprintf("SELECT coalesce((%s), 0) FROM %s WHERE c.id = ?", a->sql,
-                          audience_from_clause());
-    int rc = prepare(ev, sql, s);
-    free(sql);
-    return rc;
-}
-
-static const char insert_delivery[] =
-    "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action, channel, due_at,"
-    " created_at, next_attempt_at, marketing, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /*
  * The rule's snapshot, written (or found by its hash) the first time the
@@ -287,28 +163,18 @@ win_snapshot(struct win *w)
                               w->snapshot);
 }
 
+/* Delivery of action a of fire f. */
 static void
-bind_snapshot(const struct win *w, sqlite3_stmt *s, int idx)
+delivery_of(const struct win *w, const struct fire *f, size_t a, struct store_delivery *d)
 {
-    if (*w->snapshot)
-        sqlite3_bind_int64(s, idx, *w->snapshot);
-    else
-        sqlite3_bind_null(s, idx);
-}
-
-static void
-bind_delivery(struct win *w, const struct fire *f, sqlite3_stmt *s, int64_t customer, size_t a)
-{
-    sqlite3_bind_text(s, 1, w->r->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, customer);
-    sqlite3_bind_text(s, 3, f->occurrence, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, (int64_t)a);
-    sqlite3_bind_text(s, 5, w->r->actions[a].channel, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, f->at);
-    sqlite3_bind_int64(s, 7, w->now);
-    sqlite3_bind_int64(s, 8, f->at);
-    sqlite3_bind_int(s, 9, w->r->marketing);
-    bind_snapshot(w, s, 10);
+    d->rule = w->r->name;
+    d->occurrence = f->occurrence;
+    d->action = a;
+    d->channel = w->r->actions[a].channel;
+    d->due_at = f->at;
+    d->created_at = w->now;
+    d->marketing = w->r->marketing;
+    d->snapshot = *w->snapshot;
 }
 
 /* Emits one listed row per action of the rule. */
@@ -325,6 +191,58 @@ list_customer(struct win *w, const struct fire *f, int64_t id, const char *ext_i
     return 0;
 }
 
+/* The local date of fire f, "YYYY-MM-DD": what days_since() and friends
+ * count from. */
+static void
+fire_date(const struct fire *f, char day[11])
+{
+    snprintf(day, 11, "%04d-%02d-%02d", f->y, f->m, f->d);
+}
+
+/* One `entered` pass (on_fire_entered) over a zone's customers. */
+struct entered {
+    struct win *w;
+    const struct fire *f;
+    const char *today;
+    struct store_holds *aud; /* the rule's audience; NULL: everyone */
+};
+
+static int
+entered_row(void *ud, int64_t id, const char *ext_id, bool inside, const struct aud_dayval *days)
+{
+    struct entered *e = ud;
+    struct win *w = e->w;
+    const struct rule *r = w->r;
+    bool member = idset_has(w->members, id);
+    (void)days;
+    if (member && !inside) {
+        idset_del(w->members, id);
+        if (!w->cb && store_eval_member_leave(w->ev->st, r->name, id) < 0)
+            return -EIO;
+        return 0;
+    }
+    if (member || !inside)
+        return 0;
+    idset_add(w->members, id);
+    if (w->seeding)
+        w->stats->enqueued++; /* seeding counts the members it records */
+    if (!w->cb && store_eval_member_join(w->ev->st, r->name, id, e->today) < 0)
+        return -EIO;
+    if (w->seeding)
+        return 0; /* already inside when the rule started: a member, no message */
+    if (e->aud && store_eval_holds(e->aud, e->today, id) <= 0)
+        return 0;
+    if (w->cb)
+        return list_customer(w, e->f, id, ext_id);
+    for (size_t a = 0; a < r->nactions; a++) {
+        struct store_delivery d;
+        delivery_of(w, e->f, a, &d);
+        if (store_eval_enqueue_one(w->ev->st, &d, id, &w->stats->enqueued) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
 /*
  * `entered`: one pass over the zone's customers computes, for each, whether
  * the condition and the audience hold today; membership (who is already
@@ -335,109 +253,22 @@ static int
 on_fire_entered(struct win *w, const struct fire *f, const char *today)
 {
     const struct rule *r = w->r;
-    const struct audience *cond = r->trigger.condition;
-    struct sbuf q;
-    sqlite3_stmt *s = NULL, *ins = NULL, *join = NULL, *leave = NULL, *aud = NULL;
-    int rc = 0, idx, aud_id = 0;
+    struct entered e = {w, f, today, NULL};
+    struct store_window sw;
+    const char *md[3];
+    int rc;
 
-    sbuf_init(&q);
     /* The condition for everyone in the zone; the audience only for the
      * few who enter (it often holds subqueries, and this runs every day). */
-    sbuf_printf(&q, "SELECT c.id, c.ext_id, coalesce((%s), 0)", cond->sql);
-    where_sql(w, f, &q, false, 0);
-    if ((rc = prepare(w->ev, q.s, &s)) < 0)
-        goto out;
-    idx = audience_bind(cond, s, 1, today);
-    if (idx < 0 || where_bind(w, f, s, idx, false, NULL, 0, today) < 0) {
+    window_of(w, f, false, NULL, 0, today, md, &sw);
+    if (r->audience && (rc = store_eval_holds_open(w->ev->st, r->audience, today, &e.aud)) < 0)
+        return rc;
+    if (!w->cb && win_snapshot(w) < 0)
         rc = -EIO;
-        goto out;
-    }
-    if (r->audience) {
-        if ((rc = prepare_holds(w->ev, r->audience, &aud)) < 0)
-            goto out;
-        if ((aud_id = audience_bind(r->audience, aud, 1, today)) < 0) {
-            rc = -EIO;
-            goto out;
-        }
-    }
-    if (!w->cb &&
-        (win_snapshot(w) < 0 || prepare(w->ev, insert_delivery, &ins) < 0 ||
-         prepare(w->ev, "INSERT OR IGNORE INTO rule_members (rule, customer_id, since)"
-                        " VALUES (?, ?, ?)", &join) < 0 ||
-         prepare(w->ev, "DELETE FROM rule_members WHERE rule = ? AND customer_id = ?", &leave) <
-             0)) {
-        rc = -EIO;
-        goto out;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(s, 0);
-        bool inside = sqlite3_column_int(s, 2) != 0, in_aud = true;
-        bool member = idset_has(w->members, id);
-        if (member && !inside) {
-            idset_del(w->members, id);
-            if (leave) {
-                sqlite3_bind_text(leave, 1, r->name, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(leave, 2, id);
-                if (run(w->ev, leave, NULL) < 0)
-                    goto fail;
-                sqlite3_reset(leave);
-            }
-            continue;
-        }
-        if (member || !inside)
-            continue;
-        idset_add(w->members, id);
-        if (w->seeding)
-            w->stats->enqueued++; /* seeding counts the members it records */
-        if (join) {
-            sqlite3_bind_text(join, 1, r->name, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(join, 2, id);
-            sqlite3_bind_text(join, 3, today, -1, SQLITE_STATIC);
-            if (run(w->ev, join, NULL) < 0)
-                goto fail;
-            sqlite3_reset(join);
-        }
-        if (w->seeding)
-            continue; /* already inside when the rule started: a member, no message */
-        if (aud) {
-            sqlite3_bind_int64(aud, aud_id, id);
-            in_aud = sqlite3_step(aud) == SQLITE_ROW && sqlite3_column_int(aud, 0);
-            sqlite3_reset(aud);
-        }
-        if (!in_aud)
-            continue;
-        if (w->cb) {
-            if ((rc = list_customer(w, f, id, (const char *)sqlite3_column_text(s, 1))) < 0)
-                goto out;
-            continue;
-        }
-        for (size_t a = 0; a < r->nactions; a++) {
-            bind_delivery(w, f, ins, id, a);
-            if (run(w->ev, ins, &w->stats->enqueued) < 0)
-                goto fail;
-            sqlite3_reset(ins);
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : -EIO;
-    goto out;
-fail:
-    rc = -EIO;
-out:
-    sqlite3_finalize(s);
-    sqlite3_finalize(ins);
-    sqlite3_finalize(join);
-    sqlite3_finalize(leave);
-    sqlite3_finalize(aud);
-    sbuf_free(&q);
+    else
+        rc = store_eval_condition(w->ev->st, &sw, r->trigger.condition, 0, entered_row, &e);
+    store_eval_holds_close(e.aud);
     return rc;
-}
-
-/* The local date of fire f, "YYYY-MM-DD": what days_since() and friends
- * count from. */
-static void
-fire_date(const struct fire *f, char day[11])
-{
-    snprintf(day, 11, "%04d-%02d-%02d", f->y, f->m, f->d);
 }
 
 /* Fires of one zone, collected for list_entered. */
@@ -458,25 +289,69 @@ collect_fire(void *ud, const struct fire *f)
     return 0;
 }
 
-/* Evaluates `cond` for customer `id` on the day of fire f: 1, 0 or < 0. */
+/* What list_entered carries from customer to customer. */
+struct listing {
+    struct win *w;
+    struct fires fs;
+    int64_t *days;                /* day number of each fire */
+    struct store_holds *pt, *aud; /* the condition and the audience, per customer and day */
+    struct aud_dayarg *args;
+    unsigned char *sig, *prev;
+    size_t siglen;
+};
+
+/* Evaluates the condition or audience of h for customer `id` on the day of
+ * fire f: 1, 0 or < 0. */
 static int
-holds_on(struct win *w, sqlite3_stmt *s, const struct audience *cond, int64_t id,
-         const struct fire *f)
+holds_on(struct store_holds *h, int64_t id, const struct fire *f)
 {
     char day[11];
-    int idx, rc;
     fire_date(f, day);
-    sqlite3_reset(s);
-    if ((idx = audience_bind(cond, s, 1, day)) < 0)
-        return -EIO;
-    sqlite3_bind_int64(s, idx, id);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        return sqlite3_column_int(s, 0) != 0;
-    if (rc == SQLITE_DONE)
-        return 0;
-    log_err("eval", "query failed: %s", sqlite3_errmsg(w->ev->st->db));
-    return -EIO;
+    return store_eval_holds(h, day, id);
+}
+
+static int
+listed_row(void *ud, int64_t id, const char *ext_id, bool holds, const struct aud_dayval *vals)
+{
+    struct listing *l = ud;
+    struct win *w = l->w;
+    const struct audience *cond = w->r->trigger.condition;
+    bool member = idset_has(w->members, id), varies = false;
+    int inside = holds, rc;
+
+    audience_day_args(cond, vals, l->args);
+    for (size_t k = 0; k < cond->ndayrefs; k++)
+        varies |= l->args[k].valid;
+    varies &= l->siglen > 0;
+    if (varies)
+        audience_day_signature(cond, l->args, l->days[0], l->prev);
+    for (size_t i = 0; i < l->fs.n; i++) {
+        if (i > 0) {
+            if (!varies)
+                break;
+            audience_day_signature(cond, l->args, l->days[i], l->sig);
+            if (!memcmp(l->sig, l->prev, l->siglen))
+                continue;
+            memcpy(l->prev, l->sig, l->siglen);
+            if ((inside = holds_on(l->pt, id, &l->fs.v[i])) < 0)
+                return inside;
+        }
+        if (member && !inside) {
+            member = false;
+        } else if (!member && inside) {
+            member = true;
+            if (l->aud) {
+                int in_aud = holds_on(l->aud, id, &l->fs.v[i]);
+                if (in_aud < 0)
+                    return in_aud;
+                if (!in_aud)
+                    continue;
+            }
+            if ((rc = list_customer(w, &l->fs.v[i], id, ext_id)) < 0)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -495,100 +370,57 @@ list_entered(struct win *w, ntime_t from, ntime_t to)
 {
     const struct rule *r = w->r;
     const struct audience *cond = r->trigger.condition;
-    struct fires fs = {NULL, 0, 0};
-    struct sbuf q;
-    sqlite3_stmt *s = NULL, *pt = NULL, *aud = NULL;
-    struct aud_dayarg *args = NULL;
-    unsigned char *sig = NULL, *prev = NULL;
-    int64_t *days = NULL;
-    size_t siglen = cond->ndayrefs * cond->ncuts;
-    int rc, idx;
+    struct store *st = w->ev->st;
+    struct listing l;
+    struct store_window sw;
+    const char *md[3];
+    int rc;
     char day0[11];
 
-    sbuf_init(&q);
-    if ((rc = schedule_fires(r, &w->ev->senv, w->tz, from, to, collect_fire, &fs)) < 0)
+    memset(&l, 0, sizeof(l));
+    l.w = w;
+    l.siglen = cond->ndayrefs * cond->ncuts;
+    if ((rc = schedule_fires(r, &w->ev->senv, w->tz, from, to, collect_fire, &l.fs)) < 0)
         goto out;
-    w->stats->fires += (long)fs.n;
-    if (!fs.n)
+    w->stats->fires += (long)l.fs.n;
+    if (!l.fs.n)
         goto out;
-    days = xcalloc(fs.n, sizeof(*days));
-    for (size_t i = 0; i < fs.n; i++)
-        days[i] = days_from_civil(fs.v[i].y, fs.v[i].m, fs.v[i].d);
-    fire_date(&fs.v[0], day0);
+    l.days = xcalloc(l.fs.n, sizeof(*l.days));
+    for (size_t i = 0; i < l.fs.n; i++)
+        l.days[i] = days_from_civil(l.fs.v[i].y, l.fs.v[i].m, l.fs.v[i].d);
+    fire_date(&l.fs.v[0], day0);
 
-    sbuf_printf(&q, "SELECT c.id, c.ext_id, coalesce((%s), 0)", cond->sql);
-    audience_day_select(cond, &q);
-    where_sql(w, &fs.v[0], &q, false, 0);
-    sbuf_adds(&q, " ORDER BY c.ext_id");
-    if ((rc = prepare(w->ev, q.s, &s)) < 0)
+    window_of(w, &l.fs.v[0], false, NULL, 0, day0, md, &sw);
+    if ((rc = store_eval_holds_open(st, cond, day0, &l.pt)) < 0 ||
+        (r->audience && (rc = store_eval_holds_open(st, r->audience, day0, &l.aud)) < 0))
         goto out;
-    if ((idx = audience_bind(cond, s, 1, day0)) < 0 || (idx = audience_day_bind(cond, s, idx)) < 0 ||
-        where_bind(w, &fs.v[0], s, idx, false, NULL, 0, day0) < 0) {
-        rc = -EIO;
-        goto out;
-    }
-    if ((rc = prepare_holds(w->ev, cond, &pt)) < 0 ||
-        (r->audience && (rc = prepare_holds(w->ev, r->audience, &aud)) < 0))
-        goto out;
-    args = xcalloc(cond->ndayrefs + 1, sizeof(*args));
-    sig = xcalloc(siglen + 1, 1);
-    prev = xcalloc(siglen + 1, 1);
-
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(s, 0);
-        const char *ext_id = (const char *)sqlite3_column_text(s, 1);
-        bool member = idset_has(w->members, id), varies = false;
-        int inside = sqlite3_column_int(s, 2) != 0;
-
-        audience_day_args(cond, s, 3, args);
-        for (size_t k = 0; k < cond->ndayrefs; k++)
-            varies |= args[k].valid;
-        varies &= siglen > 0;
-        if (varies)
-            audience_day_signature(cond, args, days[0], prev);
-        for (size_t i = 0; i < fs.n; i++) {
-            if (i > 0) {
-                if (!varies)
-                    break;
-                audience_day_signature(cond, args, days[i], sig);
-                if (!memcmp(sig, prev, siglen))
-                    continue;
-                memcpy(prev, sig, siglen);
-                if ((inside = holds_on(w, pt, cond, id, &fs.v[i])) < 0) {
-                    rc = inside;
-                    goto out;
-                }
-            }
-            if (member && !inside) {
-                member = false;
-            } else if (!member && inside) {
-                member = true;
-                if (aud) {
-                    int in_aud = holds_on(w, aud, r->audience, id, &fs.v[i]);
-                    if (in_aud < 0) {
-                        rc = in_aud;
-                        goto out;
-                    }
-                    if (!in_aud)
-                        continue;
-                }
-                if ((rc = list_customer(w, &fs.v[i], id, ext_id)) < 0)
-                    goto out;
-            }
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : -EIO;
+    l.args = xcalloc(cond->ndayrefs + 1, sizeof(*l.args));
+    l.sig = xcalloc(l.siglen + 1, 1);
+    l.prev = xcalloc(l.siglen + 1, 1);
+    rc = store_eval_condition(st, &sw, cond, STORE_EVAL_DAY_ARGS | STORE_EVAL_BY_EXT_ID, listed_row,
+                              &l);
 out:
-    sqlite3_finalize(s);
-    sqlite3_finalize(pt);
-    sqlite3_finalize(aud);
-    sbuf_free(&q);
-    free(fs.v);
-    free(days);
-    free(args);
-    free(sig);
-    free(prev);
+    store_eval_holds_close(l.pt);
+    store_eval_holds_close(l.aud);
+    free(l.fs.v);
+    free(l.days);
+    free(l.args);
+    free(l.sig);
+    free(l.prev);
     return rc;
+}
+
+/* A customer listed for a fire (on_fire). */
+struct listed {
+    struct win *w;
+    const struct fire *f;
+};
+
+static int
+list_row(void *ud, int64_t id, const char *ext_id)
+{
+    struct listed *l = ud;
+    return list_customer(l->w, l->f, id, ext_id);
 }
 
 static int
@@ -597,11 +429,11 @@ on_fire(void *ud, const struct fire *f)
     struct win *w = ud;
     const struct rule *r = w->r;
     char today[11];
-    struct sbuf q;
-    sqlite3_stmt *s = NULL;
+    struct store_window sw;
+    const char *md[3];
     char **lunar = NULL;
     size_t nlunar = 0;
-    int rc = 0, idx;
+    int rc = 0;
 
     fire_date(f, today);
     w->stats->fires++;
@@ -609,60 +441,24 @@ on_fire(void *ud, const struct fire *f)
         return on_fire_entered(w, f, today);
     if (r->trigger.kind == TRIG_ANNIVERSARY && r->trigger.lunar)
         lunar = lunar_birth_dates(f, &nlunar);
-
-    sbuf_init(&q);
+    window_of(w, f, true, lunar, nlunar, today, md, &sw);
     if (w->cb) {
         /* Listing: who would receive what, without writing. */
-        sbuf_adds(&q, "SELECT c.id, c.ext_id");
-        where_sql(w, f, &q, true, nlunar);
-        sbuf_adds(&q, " ORDER BY c.ext_id");
-        if ((rc = prepare(w->ev, q.s, &s)) < 0)
-            goto out;
-        if ((idx = where_bind(w, f, s, 1, true, lunar, nlunar, today)) < 0) {
-            rc = idx;
-            goto out;
-        }
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-            if ((rc = list_customer(w, f, sqlite3_column_int64(s, 0),
-                                    (const char *)sqlite3_column_text(s, 1))) < 0)
-                goto out;
-        rc = rc == SQLITE_DONE ? 0 : -EIO;
+        struct listed l = {w, f};
+        rc = store_eval_customers(w->ev->st, &sw, list_row, &l);
         goto out;
     }
     if ((rc = win_snapshot(w)) < 0)
         goto out;
-    for (size_t a = 0; a < r->nactions; a++) {
-        q.len = 0;
-        sbuf_adds(&q, "INSERT OR IGNORE INTO deliveries (rule, customer_id, occurrence, action,"
-                      " channel, due_at, created_at, next_attempt_at, marketing, snapshot)"
-                      " SELECT ?, c.id, ?, ?, ?, ?, ?, ?, ?, ?");
-        where_sql(w, f, &q, true, nlunar);
-        if ((rc = prepare(w->ev, q.s, &s)) < 0)
-            goto out;
-        sqlite3_bind_text(s, 1, r->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, f->occurrence, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, (int64_t)a);
-        sqlite3_bind_text(s, 4, r->actions[a].channel, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 5, f->at);
-        sqlite3_bind_int64(s, 6, w->now);
-        sqlite3_bind_int64(s, 7, f->at);
-        sqlite3_bind_int(s, 8, r->marketing);
-        bind_snapshot(w, s, 9);
-        if ((idx = where_bind(w, f, s, 10, true, lunar, nlunar, today)) < 0) {
-            rc = idx;
-            goto out;
-        }
-        if ((rc = run(w->ev, s, &w->stats->enqueued)) < 0)
-            goto out;
-        sqlite3_finalize(s);
-        s = NULL;
+    for (size_t a = 0; a < r->nactions && rc >= 0; a++) {
+        struct store_delivery d;
+        delivery_of(w, f, a, &d);
+        rc = store_eval_enqueue_window(w->ev->st, &sw, &d, &w->stats->enqueued);
     }
 out:
     for (size_t i = 0; i < nlunar; i++)
         free(lunar[i]);
     free(lunar);
-    sqlite3_finalize(s);
-    sbuf_free(&q);
     return rc;
 }
 
@@ -670,26 +466,13 @@ out:
 static int
 zones(struct evaluator *ev, char ***out, size_t *n)
 {
-    sqlite3_stmt *s;
-    char **z = NULL;
-    size_t k = 0;
-    bool have_default = false;
-    if (prepare(ev, "SELECT DISTINCT coalesce(tz, ?) FROM customers", &s) < 0)
-        return -EIO;
-    sqlite3_bind_text(s, 1, ev->cfg->timezone, -1, SQLITE_STATIC);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(s, 0);
-        if (!t)
-            continue;
-        z = xrealloc(z, (k + 1) * sizeof(*z));
-        z[k++] = xstrdup(t);
-        have_default |= !strcmp(t, ev->cfg->timezone);
-    }
-    sqlite3_finalize(s);
-    (void)have_default;
-    *out = z;
-    *n = k;
-    return 0;
+    return store_eval_zones(ev->st, ev->cfg->timezone, out, n);
+}
+
+static void
+add_member(void *ud, int64_t id)
+{
+    idset_add(ud, id);
 }
 
 int
@@ -704,13 +487,8 @@ evaluate_window(struct evaluator *ev, const struct rule *r, ntime_t from, ntime_
     if (r->trigger.kind == TRIG_ENTERED) {
         /* Who is inside the condition already. Listing works on this copy
          * only; enqueueing also writes every change to rule_members. */
-        sqlite3_stmt *s;
-        if (prepare(ev, "SELECT customer_id FROM rule_members WHERE rule = ?", &s) < 0)
+        if (store_eval_members(ev->st, r->name, add_member, &members) < 0)
             return -EIO;
-        sqlite3_bind_text(s, 1, r->name, -1, SQLITE_STATIC);
-        while (sqlite3_step(s) == SQLITE_ROW)
-            idset_add(&members, sqlite3_column_int64(s, 0));
-        sqlite3_finalize(s);
     }
     if ((rc = zones(ev, &z, &nz)) < 0)
         return rc;

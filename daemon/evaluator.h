@@ -17,9 +17,9 @@
 
 #include "rules.h"
 #include "schedule.h"
-#include "store.h"
 
 struct config;
+struct store;
 
 struct eval_stats {
     long fires;        /* (rule, zone, occurrence) fires found */

@@ -31,7 +31,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "render.h"
-#include "store_customer.h"
+#include "store_eval.h"
 #include "ynode.h"
 
 static const char usage[] =
@@ -180,7 +180,7 @@ audience_delta(struct daemon *d, const struct rule *old, const struct rule *nw)
     if (cal_utc_to_local(d->cfg->timezone, daemon_now(d), &l) < 0)
         return NULL;
     snprintf(today, sizeof(today), "%04d-%02d-%02d", l.year, l.month, l.day);
-    if (store_audience_change(d->st, old->audience, nw->audience, today, &enter, &leave) < 0)
+    if (store_eval_audience_delta(d->st, nw->audience, old->audience, today, &enter, &leave) < 0)
         return NULL;
     return json_pack("{sIsI}", "enter", (json_int_t)enter, "leave", (json_int_t)leave);
 }

@@ -10,7 +10,8 @@
  *
  * The security argument is local to the emitter: it only ever appends the
  * fixed strings written in this file and "?"; whatever the user wrote reaches
- * SQLite through sqlite3_bind_*. The fields table below is the whitelist.
+ * SQLite as a bound parameter (audience_param, bound by the store). The
+ * fields table below is the whitelist.
  */
 #include "audience.h"
 
@@ -1787,35 +1788,25 @@ audience_day_select(const struct audience *a, struct sbuf *q)
         sbuf_printf(q, ", %s", a->dayrefs[k].arg->sql);
 }
 
-int
-audience_day_bind(const struct audience *a, sqlite3_stmt *stmt, int first)
-{
-    int idx = first;
-    for (size_t k = 0; k < a->ndayrefs && idx >= 0; k++)
-        idx = audience_bind(a->dayrefs[k].arg, stmt, idx, NULL);
-    return idx;
-}
-
 void
-audience_day_args(const struct audience *a, sqlite3_stmt *row, int col, struct aud_dayarg *args)
+audience_day_args(const struct audience *a, const struct aud_dayval *vals, struct aud_dayarg *args)
 {
-    for (size_t k = 0; k < a->ndayrefs; k++, col++) {
+    for (size_t k = 0; k < a->ndayrefs; k++) {
         struct aud_dayarg *x = &args[k];
-        const unsigned char *t;
+        const struct aud_dayval *v = &vals[k];
+        const char *t = v->text;
         memset(x, 0, sizeof(*x));
-        if (sqlite3_column_type(row, col) == SQLITE_NULL)
+        if (v->null)
             continue;
         if (a->dayrefs[k].kind == AUD_DAYS_SINCE) {
-            x->jd = sqlite3_column_double(row, col);
+            x->jd = v->real;
             x->valid = true;
             continue;
         }
         /* julianday('YYYY-' || x) needs exactly "MM-DD", month 1-12 and
          * day 1-31 (a day past the month's end rolls over: 02-30 is 03-02). */
-        t = sqlite3_column_text(row, col);
-        if (t && sqlite3_column_bytes(row, col) == 5 && t[0] >= '0' && t[0] <= '9' &&
-            t[1] >= '0' && t[1] <= '9' && t[2] == '-' && t[3] >= '0' && t[3] <= '9' &&
-            t[4] >= '0' && t[4] <= '9') {
+        if (t && v->len == 5 && t[0] >= '0' && t[0] <= '9' && t[1] >= '0' && t[1] <= '9' &&
+            t[2] == '-' && t[3] >= '0' && t[3] <= '9' && t[4] >= '0' && t[4] <= '9') {
             x->m = (t[0] - '0') * 10 + (t[1] - '0');
             x->d = (t[3] - '0') * 10 + (t[4] - '0');
             x->valid = x->m >= 1 && x->m <= 12 && x->d >= 1 && x->d <= 31;
@@ -2023,42 +2014,38 @@ audience_free(struct audience *a)
 }
 
 int
-audience_bind(const struct audience *a, sqlite3_stmt *stmt, int first, const char *today)
+audience_param(const struct audience *a, size_t k, const char *today, struct aud_value *v)
 {
-    int y, m, d, idx = first;
-    bool today_ok = today && date_parse(today, &y, &m, &d) == 0;
+    const struct aud_param *pa;
+    int y, m, d;
 
-    if (!a || !stmt || first < 1)
+    if (!a || !v)
         return -EINVAL;
-    if (a->nparams > (size_t)(INT_MAX - first))
+    if (k >= a->nparams)
         return -ERANGE;
-    for (size_t k = 0; k < a->nparams; k++, idx++) {
-        const struct aud_param *pa = &a->params[k];
-        int rc = SQLITE_OK;
-        switch (pa->kind) {
-        case AUD_TEXT:
-            rc = sqlite3_bind_text(stmt, idx, pa->text, -1, SQLITE_TRANSIENT);
-            break;
-        case AUD_INT:
-            rc = sqlite3_bind_int64(stmt, idx, pa->i);
-            break;
-        case AUD_REAL:
-            rc = sqlite3_bind_double(stmt, idx, pa->r);
-            break;
-        case AUD_NOW_DATE:
-            if (!today_ok)
-                return -EINVAL;
-            rc = sqlite3_bind_text(stmt, idx, today, 10, SQLITE_TRANSIENT);
-            break;
-        }
-        if (rc == SQLITE_RANGE)
-            return -ERANGE;
-        if (rc == SQLITE_NOMEM)
-            return -ENOMEM;
-        if (rc != SQLITE_OK)
-            return -EIO;
+    pa = &a->params[k];
+    memset(v, 0, sizeof(*v));
+    v->kind = pa->kind;
+    switch (pa->kind) {
+    case AUD_TEXT:
+        v->text = pa->text;
+        v->len = strlen(pa->text);
+        break;
+    case AUD_INT:
+        v->i = pa->i;
+        break;
+    case AUD_REAL:
+        v->r = pa->r;
+        break;
+    case AUD_NOW_DATE:
+        if (!today || date_parse(today, &y, &m, &d) < 0)
+            return -EINVAL;
+        v->kind = AUD_TEXT;
+        v->text = today;
+        v->len = 10;
+        break;
     }
-    return idx;
+    return 0;
 }
 
 const char *

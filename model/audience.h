@@ -48,7 +48,7 @@
 #ifndef NUDGE_AUDIENCE_H
 #define NUDGE_AUDIENCE_H
 
-#include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -127,26 +127,43 @@ int audience_compile(const char *expr, const char *file, int line, int col,
 void audience_free(struct audience *a);
 
 /*
- * Binds a->params to stmt starting at index `first` (1-based); today is
- * 'YYYY-MM-DD' (needed only if the expression uses days_since or
- * days_until_anniversary; may then not be NULL). Returns the next free
- * index, -EINVAL for a bad date, or -ERANGE/-EIO if SQLite refuses.
+ * The value of parameter k (0-based, in the order of the `?` in a->sql) on
+ * day `today` ('YYYY-MM-DD', needed only if the expression uses days_since
+ * or days_until_anniversary; may otherwise be NULL): AUD_NOW_DATE comes out
+ * as the text of today, so v->kind is AUD_TEXT, AUD_INT or AUD_REAL. This is
+ * what the store binds. Returns 0, -EINVAL for a bad date or -ERANGE for k
+ * out of range.
  */
-int audience_bind(const struct audience *a, sqlite3_stmt *stmt, int first, const char *today);
+struct aud_value {
+    enum aud_param_kind kind;
+    const char *text; /* AUD_TEXT: not owned, len bytes */
+    size_t len;
+    int64_t i; /* AUD_INT */
+    double r;  /* AUD_REAL */
+};
+int audience_param(const struct audience *a, size_t k, const char *today, struct aud_value *v);
+
+/* One day-argument column of a row, as the store read it. */
+struct aud_dayval {
+    bool null;        /* SQL NULL */
+    double real;      /* AUD_DAYS_SINCE: the column as a number */
+    const char *text; /* AUD_DAYS_UNTIL_ANNIV: the column as text (not owned; may be NULL) */
+    size_t len;       /* its length in bytes */
+};
 
 /*
  * Day dependence (see struct audience). audience_day_select appends
- * ", arg1, arg2, ..." (one column per dayref) to a SELECT list and
- * audience_day_bind binds their parameters from index `first` (returning the
- * next free index, or < 0 as audience_bind). audience_day_args reads those
- * columns, starting at column `col`, into args[ndayrefs].
- * audience_day_signature writes ndayrefs * ncuts bytes to sig: on day `day`
- * (days since 1970-01-01), the side of each cut each dayref's value is on,
- * computed exactly as the compiled SQL computes the value.
+ * ", arg1, arg2, ..." (one column per dayref) to a SELECT list; the
+ * parameters of column k are those of a->dayrefs[k].arg, which the store
+ * binds in order (without a day). audience_day_args turns those columns as
+ * read (vals[ndayrefs], reading dayref k as a number for AUD_DAYS_SINCE and
+ * as text otherwise) into args[ndayrefs]. audience_day_signature writes
+ * ndayrefs * ncuts bytes to sig: on day `day` (days since 1970-01-01), the
+ * side of each cut each dayref's value is on, computed exactly as the
+ * compiled SQL computes the value.
  */
 void audience_day_select(const struct audience *a, struct sbuf *q);
-int audience_day_bind(const struct audience *a, sqlite3_stmt *stmt, int first);
-void audience_day_args(const struct audience *a, sqlite3_stmt *row, int col,
+void audience_day_args(const struct audience *a, const struct aud_dayval *vals,
                        struct aud_dayarg *args);
 void audience_day_signature(const struct audience *a, const struct aud_dayarg *args, int64_t day,
                             unsigned char *sig);

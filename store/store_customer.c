@@ -1,13 +1,12 @@
 /*
  * store_customer.c: the SQL behind store_customer.h: one customer read as a
- * JSON object, and counts of customers over two compiled audiences.
+ * JSON object.
  */
 #include "store_customer.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "audience.h"
 #include "store_internal.h"
 
 /* key is one of store_customer_doc's literal column names. */
@@ -87,33 +86,4 @@ store_customer_doc(struct store *st, int64_t customer_id)
     }
     store_done(s);
     return o;
-}
-
-int
-store_audience_change(struct store *st, const struct audience *before, const struct audience *now,
-                      const char *today, int64_t *enter, int64_t *leave)
-{
-    struct sbuf q;
-    sqlite3_stmt *s = NULL;
-    int idx = 1, rc = -EIO;
-    sbuf_init(&q);
-    sbuf_printf(&q,
-                "SELECT coalesce(sum(n AND NOT o), 0), coalesce(sum(o AND NOT n), 0) FROM"
-                " (SELECT coalesce((%s), 0) AS n, coalesce((%s), 0) AS o FROM %s)",
-                now ? now->sql : "1", before ? before->sql : "1", audience_from_clause());
-    if (sqlite3_prepare_v2(st->db, q.s, -1, &s, NULL) != SQLITE_OK)
-        goto out;
-    if (now && (idx = audience_bind(now, s, idx, today)) < 0)
-        goto out;
-    if (before && (idx = audience_bind(before, s, idx, today)) < 0)
-        goto out;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        *enter = sqlite3_column_int64(s, 0);
-        *leave = sqlite3_column_int64(s, 1);
-        rc = 0;
-    }
-out:
-    sqlite3_finalize(s);
-    sbuf_free(&q);
-    return rc;
 }

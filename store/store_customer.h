@@ -1,8 +1,8 @@
 /*
- * store_customer.h: a customer as messages and reloads read one: the
- * customer's fields, figures and tags as one JSON object (the template
- * context render.c builds on, also shown by preview), and how many customers
- * a changed audience lets in and drops (reported by reload).
+ * store_customer.h: a customer as messages read one: the customer's
+ * fields, figures and tags as one JSON object (the template context
+ * render.c builds on, also shown by preview). How many customers a changed
+ * audience lets in and drops (reload) is store_eval_audience_delta.
  */
 #ifndef NUDGE_STORE_CUSTOMER_H
 #define NUDGE_STORE_CUSTOMER_H
@@ -10,7 +10,6 @@
 #include <jansson.h>
 #include <stdint.h>
 
-struct audience;
 struct store;
 
 /*
@@ -24,14 +23,5 @@ struct store;
  */
 json_t *store_customer_doc(struct store *st, int64_t customer_id);
 
-/*
- * Over every customer: how many audience `now` holds and `before` does not
- * (*enter) and the reverse (*leave). A NULL audience holds everyone; today
- * is the date ('YYYY-MM-DD') the audiences' day arithmetic counts from.
- * One pass over the customers. 0 or -EIO.
- */
-int store_audience_change(struct store *st, const struct audience *before,
-                          const struct audience *now, const char *today, int64_t *enter,
-                          int64_t *leave);
 
 #endif

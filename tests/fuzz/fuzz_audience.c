@@ -4,6 +4,7 @@
  * its day-dependent parts (dayrefs) must select, bind and give signatures
  * for a few customers with ordinary and odd dates.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,27 @@
 #include "store_internal.h"
 
 static struct store *st;
+
+/* Binds a's parameters from index idx on, as the store does (store_eval.c). */
+static int
+bind_params(const struct audience *a, sqlite3_stmt *s, int idx, const char *today)
+{
+    for (size_t k = 0; k < a->nparams; k++, idx++) {
+        struct aud_value v;
+        int rc = audience_param(a, k, today, &v);
+        if (rc < 0)
+            return rc;
+        if (v.kind == AUD_INT)
+            rc = sqlite3_bind_int64(s, idx, v.i);
+        else if (v.kind == AUD_REAL)
+            rc = sqlite3_bind_double(s, idx, v.r);
+        else
+            rc = sqlite3_bind_text(s, idx, v.text, (int)v.len, SQLITE_TRANSIENT);
+        if (rc != SQLITE_OK)
+            return -EIO;
+    }
+    return idx;
+}
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
@@ -44,15 +66,30 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         /* Whatever compiles must be valid SQL with the right parameters. */
         if (sqlite3_prepare_v2(st->db, q.s, -1, &s, NULL) != SQLITE_OK)
             abort();
-        if ((idx = audience_day_bind(a, s, 1)) < 0 || audience_bind(a, s, idx, "2027-01-01") < 0)
+        idx = 1;
+        for (size_t k = 0; k < a->ndayrefs && idx >= 0; k++)
+            idx = bind_params(a->dayrefs[k].arg, s, idx, NULL);
+        if (idx < 0 || bind_params(a, s, idx, "2027-01-01") < 0)
             abort();
         while (sqlite3_step(s) == SQLITE_ROW) {
             struct aud_dayarg *args = xcalloc(a->ndayrefs + 1, sizeof(*args));
+            struct aud_dayval *vals = xcalloc(a->ndayrefs + 1, sizeof(*vals));
             unsigned char *sig = xcalloc(a->ndayrefs * a->ncuts + 1, 1);
-            audience_day_args(a, s, 1, args);
+            for (size_t k = 0; k < a->ndayrefs; k++) {
+                int col = (int)k + 1;
+                vals[k].null = sqlite3_column_type(s, col) == SQLITE_NULL;
+                if (a->dayrefs[k].kind == AUD_DAYS_SINCE) {
+                    vals[k].real = sqlite3_column_double(s, col);
+                } else {
+                    vals[k].text = (const char *)sqlite3_column_text(s, col);
+                    vals[k].len = (size_t)sqlite3_column_bytes(s, col);
+                }
+            }
+            audience_day_args(a, vals, args);
             for (int64_t day = 20000; day < 20800; day += 97)
                 audience_day_signature(a, args, day, sig);
             free(args);
+            free(vals);
             free(sig);
         }
         sqlite3_finalize(s);

@@ -133,6 +133,29 @@ count_rows(const char *table)
     return n;
 }
 
+/* Binds a's parameters from index `first` on, as the store does
+ * (store_eval.c): the next free index, or audience_param's error. */
+static int
+bind_params(const struct audience *a, sqlite3_stmt *st, int first, const char *today)
+{
+    int idx = first;
+    for (size_t k = 0; k < a->nparams; k++, idx++) {
+        struct aud_value v;
+        int rc = audience_param(a, k, today, &v);
+        if (rc < 0)
+            return rc;
+        if (v.kind == AUD_INT)
+            rc = sqlite3_bind_int64(st, idx, v.i);
+        else if (v.kind == AUD_REAL)
+            rc = sqlite3_bind_double(st, idx, v.r);
+        else
+            rc = sqlite3_bind_text(st, idx, v.text, (int)v.len, SQLITE_TRANSIENT);
+        if (rc != SQLITE_OK)
+            return rc == SQLITE_RANGE ? -ERANGE : -EIO;
+    }
+    return idx;
+}
+
 /* Runs a compiled audience; returns the matching ext_ids, space-separated in
  * order, as a malloc'd string. */
 static char *
@@ -151,7 +174,7 @@ select_ids(const struct audience *a, const char *today)
     if (rc != SQLITE_OK)
         fail_msg("prepare failed: %s\nSQL: %s", sqlite3_errmsg(db), q.s);
     assert_int_equal(sqlite3_bind_parameter_count(st), (int)a->nparams);
-    assert_int_equal(audience_bind(a, st, 1, today), (int)a->nparams + 1);
+    assert_int_equal(bind_params(a, st, 1, today), (int)a->nparams + 1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         sbuf_printf(&ids, "%s%s", ids.len ? " " : "", (const char *)sqlite3_column_text(st, 0));
     if (rc != SQLITE_DONE)
@@ -744,10 +767,11 @@ test_limits(void **state)
 /* ---- API ---------------------------------------------------------------------------- */
 
 static void
-test_bind_starts_at_the_given_index(void **state)
+test_params_resolve_today_and_bind_after_others(void **state)
 {
     struct audience *a = NULL;
     struct nerr err;
+    struct aud_value v;
     sqlite3_stmt *st;
     struct sbuf q;
     (void)state;
@@ -758,32 +782,46 @@ test_bind_starts_at_the_given_index(void **state)
     assert_int_equal(a->params[0].kind, AUD_NOW_DATE);
     assert_int_equal(a->params[1].kind, AUD_INT);
     assert_int_equal(a->params[1].i, 30);
+    /* Today comes out as text; the others as compiled. */
+    assert_int_equal(audience_param(a, 0, TODAY, &v), 0);
+    assert_int_equal(v.kind, AUD_TEXT);
+    assert_int_equal(v.len, 10);
+    assert_memory_equal(v.text, TODAY, 10);
+    assert_int_equal(audience_param(a, 1, TODAY, &v), 0);
+    assert_int_equal(v.kind, AUD_INT);
+    assert_int_equal(v.i, 30);
+    assert_int_equal(audience_param(a, 2, NULL, &v), 0);
+    assert_int_equal(v.kind, AUD_TEXT);
+    assert_int_equal(v.len, strlen("high-value"));
+    assert_memory_equal(v.text, "high-value", v.len);
+    /* days_since needs a real date. */
+    assert_int_equal(audience_param(a, 0, NULL, &v), -EINVAL);
+    assert_int_equal(audience_param(a, 0, "2024-6-15", &v), -EINVAL);
+    assert_int_equal(audience_param(a, 0, "2024-02-30", &v), -EINVAL);
+    assert_int_equal(audience_param(a, 3, TODAY, &v), -ERANGE);
+    assert_int_equal(audience_param(NULL, 0, TODAY, &v), -EINVAL);
+
+    /* The parameters are numbered by position: they bind after a caller's own. */
     sbuf_init(&q);
     sbuf_printf(&q, "SELECT count(*) FROM %s WHERE c.owner = ? AND %s", audience_from_clause(),
                 a->sql);
     assert_int_equal(sqlite3_prepare_v2(db, q.s, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_bind_text(st, 1, "alice", -1, SQLITE_STATIC), SQLITE_OK);
-    assert_int_equal(audience_bind(a, st, 2, TODAY), 5);
+    assert_int_equal(bind_params(a, st, 2, TODAY), 5);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), 2); /* c01, c03 */
     sqlite3_reset(st);
-    /* days_since needs a real date. */
-    assert_int_equal(audience_bind(a, st, 2, NULL), -EINVAL);
-    assert_int_equal(audience_bind(a, st, 2, "2024-6-15"), -EINVAL);
-    assert_int_equal(audience_bind(a, st, 2, "2024-02-30"), -EINVAL);
     /* Too many parameters for the statement. */
-    assert_int_equal(audience_bind(a, st, 3, TODAY), -ERANGE);
-    assert_int_equal(audience_bind(a, st, 2, TODAY), 5);
-    assert_int_equal(audience_bind(a, st, 0, TODAY), -EINVAL);
+    assert_int_equal(bind_params(a, st, 3, TODAY), -ERANGE);
     sqlite3_finalize(st);
     sbuf_free(&q);
     audience_free(a);
 
     /* Without date functions, today is not needed. */
     assert_int_equal(audience_compile("tier = 'x'", NULL, 1, 1, NULL, &a, &err), 0);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT ?", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(audience_bind(a, st, 1, NULL), 2);
-    sqlite3_finalize(st);
+    assert_int_equal(audience_param(a, 0, NULL, &v), 0);
+    assert_int_equal(v.kind, AUD_TEXT);
+    assert_memory_equal(v.text, "x", 2);
     audience_free(a);
     audience_free(NULL);
 }
@@ -1067,7 +1105,7 @@ main(void)
         cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_error_positions_count_characters_and_lines),
         cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_bind_starts_at_the_given_index),
+        cmocka_unit_test(test_params_resolve_today_and_bind_after_others),
         cmocka_unit_test(test_name_tables_and_from_clause),
         cmocka_unit_test(test_source_is_kept),
         cmocka_unit_test(test_fuzz_never_crashes_and_always_yields_valid_sql),
