@@ -269,7 +269,7 @@ cmd_status(struct conn *c, json_t *req)
     json_object_set_new(o, "version", json_string(NUDGE_VERSION));
     json_object_set_new(o, "uptime", json_integer((json_int_t)(time(NULL) - d->started)));
     json_object_set_new(o, "now", jtime(daemon_now(d)));
-    json_object_set_new(o, "frozen", json_boolean(d->frozen));
+    json_object_set_new(o, "frozen", json_boolean(clock_is_frozen(&d->clock)));
     json_object_set_new(o, "ruleset_version", json_integer((json_int_t)d->rs->version));
     json_object_set_new(o, "rules", json_integer((json_int_t)d->rs->n));
     json_object_set_new(o, "last_tick", d->last_tick ? jtime(d->last_tick) : json_null());
@@ -345,16 +345,16 @@ advance_step(struct daemon *d, void *ud)
 {
     struct advance_wait *w = ud;
     json_t *o;
-    if (d->frozen_now < w->target && !atomic_load(&d->stopping)) {
-        d->frozen_now = d->frozen_now + ADVANCE_STEP < w->target ? d->frozen_now + ADVANCE_STEP
-                                                                 : w->target;
+    ntime_t now = daemon_now(d);
+    if (now < w->target && !atomic_load(&d->stopping)) {
+        clock_set(&d->clock, now + ADVANCE_STEP < w->target ? now + ADVANCE_STEP : w->target);
         daemon_cycle(d);
         daemon_when_settled(d, advance_step, w);
         return;
     }
-    if (d->frozen_now < w->target) {
+    if (now < w->target) {
         char at[32];
-        time_format_iso(d->frozen_now, at, sizeof(at));
+        time_format_iso(now, at, sizeof(at));
         reply_err(w->c, "nudged is stopping: the clock stopped at %s, short of the target", at);
         conn_unref(w->c);
         free(w);
@@ -380,15 +380,15 @@ cmd_advance(struct conn *c, json_t *req)
     ntime_t to;
     if (arg_time(c, req, "to", &to, true) < 0)
         return;
-    if (to < d->frozen_now) {
+    if (to < daemon_now(d)) {
         char a[32];
-        time_format_iso(d->frozen_now, a, sizeof(a));
+        time_format_iso(daemon_now(d), a, sizeof(a));
         reply_err(c, "the clock only moves forward: it stands at %s", a);
         return;
     }
     w = xcalloc(1, sizeof(*w));
     w->c = c;
-    w->from = d->frozen_now;
+    w->from = daemon_now(d);
     w->target = to;
     w->sent0 = d->sent_total;
     w->failed0 = d->failed_total;
@@ -1215,7 +1215,7 @@ handle_line(struct conn *c, const char *line, size_t len)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(commands[i].name, name))
             continue;
-        if (commands[i].needs_frozen && !c->d->frozen)
+        if (commands[i].needs_frozen && !clock_is_frozen(&c->d->clock))
             reply_err(c, "%s works only on a frozen clock: start nudged with --now TIME --frozen",
                       name);
         else

@@ -15,6 +15,7 @@
 
 #include <nudge/channel.h>
 
+#include "clock.h"
 #include "config.h"
 #include "evaluator.h"
 #include "rules.h"
@@ -92,10 +93,9 @@ struct daemon {
     bool write_mu_ready;
     char instance[33];           /* this run's id: the owner of its claims (hex) */
 
-    /* The clock: real time plus an offset, or frozen and moved by advance. */
-    bool frozen;
-    ntime_t frozen_now;
-    ntime_t offset;
+    /* The clock: real time plus an offset, or frozen and moved by advance
+     * (clock.h; safe to read from any thread). */
+    struct nclock clock;
 
     uv_timer_t tick_timer;
     uv_timer_t dispatch_timer;
@@ -129,7 +129,7 @@ struct daemon {
 };
 
 ntime_t daemon_now(const struct daemon *d);
-/* Evaluates up to now (or d->frozen_now) and then dispatches. */
+/* Evaluates up to now (the clock's instant) and then dispatches. */
 void daemon_cycle(struct daemon *d);
 /* Calls done once evaluation and dispatch are both idle. */
 void daemon_when_settled(struct daemon *d, void (*done)(struct daemon *, void *), void *ud);

@@ -52,9 +52,7 @@ static const char usage[] =
 ntime_t
 daemon_now(const struct daemon *d)
 {
-    if (d->frozen)
-        return d->frozen_now;
-    return (ntime_t)time(NULL) + d->offset;
+    return clock_now(&d->clock);
 }
 
 static ntime_t
@@ -139,10 +137,7 @@ daemon_when_settled(struct daemon *d, void (*done)(struct daemon *, void *), voi
 static uint64_t
 ms_to_next_tick(const struct daemon *d)
 {
-    struct timespec ts;
-    int64_t tick_ms = d->cfg->dispatch.tick * 1000, now_ms;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now_ms = ((int64_t)ts.tv_sec + d->offset) * 1000 + ts.tv_nsec / 1000000;
+    int64_t tick_ms = d->cfg->dispatch.tick * 1000, now_ms = clock_now_ms(&d->clock);
     return (uint64_t)(tick_ms - now_ms % tick_ms);
 }
 
@@ -433,10 +428,10 @@ main(int argc, char **argv)
     if (config_load(cfgpath, &d.cfg, &err) < 0)
         goto fail;
     log_set_level(verbose ? LOG_LVL_DEBUG : d.cfg->log_level);
-    d.frozen = frozen;
-    d.frozen_now = start;
-    if (have_now && !frozen)
-        d.offset = start - (ntime_t)time(NULL);
+    if (frozen)
+        clock_init_frozen(&d.clock, start);
+    else
+        clock_init_running(&d.clock, have_now ? start : 0);
     d.started = (ntime_t)time(NULL);
     d.loop = uv_default_loop();
     /* Imports stamp updated_at and consent times with the daemon's clock. */
@@ -494,7 +489,7 @@ main(int argc, char **argv)
     uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
     uv_signal_start(&d.sig_term, on_term, SIGTERM);
     uv_signal_start(&d.sig_int, on_term, SIGINT);
-    if (!d.frozen) {
+    if (!clock_is_frozen(&d.clock)) {
         uv_timer_start(&d.tick_timer, on_tick, ms_to_next_tick(&d), 0);
         uv_timer_start(&d.dispatch_timer, on_dispatch_timer, 5000, 5000);
     }
@@ -505,7 +500,7 @@ main(int argc, char **argv)
         char t[32];
         time_format_iso(daemon_now(&d), t, sizeof(t));
         log_notice("nudged", "started: %zu rule(s), clock %s%s, admin socket %s", d.rs->n, t,
-                   d.frozen ? " (frozen)" : "", d.cfg->admin_socket);
+                   clock_is_frozen(&d.clock) ? " (frozen)" : "", d.cfg->admin_socket);
     }
     sd_notifyf(0, "READY=1\nSTATUS=%zu rules loaded", d.rs->n);
     /* Catch up with whatever fell due while we were down. */
