@@ -128,7 +128,12 @@ struct daemon {
     int exit_code;
 };
 
+/* engine.c */
 ntime_t daemon_now(const struct daemon *d);
+/* daemon_now for import_set_clock (ud: the daemon). */
+ntime_t engine_import_clock(void *ud);
+/* Starts the timers: tick and dispatch (running clock), watchdog (wd_usec > 0). */
+void engine_start(struct daemon *d, uint64_t wd_usec);
 /* Evaluates up to now (the clock's instant) and then dispatches. */
 void daemon_cycle(struct daemon *d);
 /* Calls done once evaluation and dispatch are both idle. */
