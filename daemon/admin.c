@@ -285,11 +285,24 @@ cmd_status(struct conn *c, json_t *req)
 }
 
 static void
+reload_done(struct daemon *d, json_t *rep, void *ud)
+{
+    struct conn *c = ud;
+    (void)d;
+    conn_send(c, rep);
+    conn_unref(c);
+}
+
+/* The reload runs off the loop thread; the reply comes when it is done. */
+static void
 cmd_reload(struct conn *c, json_t *req)
 {
-    json_t *rep = daemon_reload(c->d);
     (void)req;
-    conn_send(c, rep);
+    c->refs++;
+    if (daemon_reload_async(c->d, reload_done, c) < 0) {
+        c->refs--;
+        reply_err(c, "a reload is already running; try again when it has finished");
+    }
 }
 
 static void

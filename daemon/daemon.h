@@ -104,6 +104,10 @@ struct daemon {
     uv_pipe_t admin;
     bool admin_open;
 
+    /* A reload runs on a worker (engine.c); at most one at a time. */
+    bool reload_busy;
+    bool reload_again; /* a SIGHUP came during one */
+
     /* Evaluation runs on a worker; at most one at a time. */
     bool eval_busy;
     bool eval_again;
@@ -141,6 +145,11 @@ void daemon_when_settled(struct daemon *d, void (*done)(struct daemon *, void *)
 /* Loads the rules directory again; on error keeps the running set. Returns a
  * JSON report {ok, version, added, removed, changed, errors}. */
 json_t *daemon_reload(struct daemon *d);
+/* The same on the thread pool: done(d, report, ud) on the loop thread when
+ * the new rule set is in place (or the reload failed). -EBUSY while another
+ * reload runs (with done NULL, a SIGHUP, it runs again after that one). */
+int daemon_reload_async(struct daemon *d, void (*done)(struct daemon *d, json_t *rep, void *ud),
+                        void *ud);
 
 /* dispatch.c */
 int dispatch_open(struct daemon *d, struct nerr *err);

@@ -477,7 +477,7 @@ job_after(uv_work_t *w, int status)
         job_start(s);
         return;
     }
-    if (d->jobs == 0 && atomic_load(&d->stopping))
+    if (d->jobs == 0 && !d->reload_busy && atomic_load(&d->stopping))
         uv_stop(d->loop);
     if (d->jobs == 0)
         malloc_trim(0); /* the outbox is idle: hand freed memory back */

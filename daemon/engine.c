@@ -62,7 +62,7 @@ eval_after(uv_work_t *w, int status)
                  d->eval_stats.enqueued);
     if (atomic_load(&d->stopping)) {
         /* A stop arrived while we evaluated: nothing more to start. */
-        if (d->jobs == 0)
+        if (d->jobs == 0 && !d->reload_busy)
             uv_stop(d->loop);
         return;
     }
@@ -131,24 +131,47 @@ on_watchdog(uv_timer_t *t)
     sd_notify(0, "WATCHDOG=1");
 }
 
+/* ---- reload -------------------------------------------------------------- */
+
+/*
+ * A reload reads the rules directory and, for each rule whose audience
+ * changed, counts over every customer who enters and who leaves: work that
+ * takes seconds on a large store. It runs on the thread pool with its own
+ * connection; the loop thread only swaps the new rule set in (reload_after)
+ * and keeps answering `status` and the watchdog meanwhile. One reload runs
+ * at a time: an admin request during one is told so, a SIGHUP during one
+ * makes it run again when it ends.
+ */
+struct reload_job {
+    uv_work_t work;
+    struct daemon *d;
+    ntime_t now;
+    struct ruleset *old; /* the rule set running when the reload began (a reference) */
+    struct ruleset *nrs; /* the new one, NULL if it has errors */
+    char *errors;
+    char **attrs;
+    json_t *changed; /* [{name, audience: {enter, leave}}] */
+    void (*done)(struct daemon *d, json_t *rep, void *ud);
+    void *ud;
+};
+
 /* How many customers a changed audience lets in and drops (reported by reload). */
 static json_t *
-audience_delta(struct daemon *d, const struct rule *old, const struct rule *nw)
+audience_delta(struct reload_job *j, struct store *st, const struct rule *old,
+               const struct rule *nw)
 {
     char today[16];
     struct cal_local l;
     int64_t enter, leave;
     if (!strcmp(old->audience_src ? old->audience_src : "", nw->audience_src ? nw->audience_src : ""))
         return NULL;
-    if (cal_utc_to_local(d->cfg->timezone, daemon_now(d), &l) < 0)
+    if (!st || cal_utc_to_local(j->d->cfg->timezone, j->now, &l) < 0)
         return NULL;
     snprintf(today, sizeof(today), "%04d-%02d-%02d", l.year, l.month, l.day);
-    if (store_eval_audience_delta(d->st, nw->audience, old->audience, today, &enter, &leave) < 0)
+    if (store_eval_audience_delta(st, nw->audience, old->audience, today, &enter, &leave) < 0)
         return NULL;
     return json_pack("{sIsI}", "enter", (json_int_t)enter, "leave", (json_int_t)leave);
 }
-
-/* ---- reload -------------------------------------------------------------- */
 
 static json_t *
 names_of(const struct ruleset *rs)
@@ -159,66 +182,155 @@ names_of(const struct ruleset *rs)
     return a;
 }
 
+/* Worker thread (or the caller's, at start-up): loads and compares. */
+static void
+reload_work(uv_work_t *w)
+{
+    struct reload_job *j = w->data;
+    struct daemon *d = j->d;
+    struct rules_env env;
+    struct store *st = NULL;
+    struct nerr err;
+    nerr_clear(&err);
+    if (store_open(d->cfg->database, &st, &err) < 0) {
+        log_warn("nudged", "reload: cannot open %s to count audience changes", d->cfg->database);
+        st = NULL;
+    }
+    if (st)
+        store_attribute_keys(st, &j->attrs);
+    env.holidays = d->hs;
+    env.known_attrs = (const char *const *)j->attrs;
+    j->changed = json_array();
+    if (ruleset_load(d->cfg->rules_dir, &env, &j->nrs, &j->errors) < 0) {
+        j->nrs = NULL;
+    } else {
+        for (size_t i = 0; i < j->nrs->n; i++) {
+            const struct rule *old = j->old ? ruleset_find(j->old, j->nrs->rules[i]->name) : NULL;
+            if (old && strcmp(old->digest, j->nrs->rules[i]->digest)) {
+                json_t *c = json_pack("{ss}", "name", j->nrs->rules[i]->name);
+                json_t *delta = audience_delta(j, st, old, j->nrs->rules[i]);
+                if (delta)
+                    json_object_set_new(c, "audience", delta);
+                json_array_append_new(j->changed, c);
+            }
+        }
+    }
+    store_close(st);
+}
+
+static void reload_start(struct daemon *d, void (*done)(struct daemon *, json_t *, void *),
+                         void *ud, bool async);
+
+/* Loop thread: swaps the new rule set in and reports. */
+static void
+reload_after(uv_work_t *w, int status)
+{
+    struct reload_job *j = w->data;
+    struct daemon *d = j->d;
+    struct ruleset *nrs = j->nrs;
+    json_t *rep = json_object(), *added = json_array(), *removed = json_array();
+    (void)status;
+    if (!nrs) {
+        log_err("nudged", "reload failed; the running rules stay in place:\n%s",
+                j->errors ? j->errors : "");
+        json_object_set_new(rep, "ok", json_false());
+        json_object_set_new(rep, "error", json_string(j->errors ? j->errors : ""));
+        json_object_set_new(rep, "version", json_integer((json_int_t)(d->rs ? d->rs->version : 0)));
+        strv_free(j->attrs);
+        json_decref(added);
+        json_decref(removed);
+        json_decref(j->changed);
+    } else {
+        if (nrs->warnings)
+            log_warn("nudged", "rules loaded with warnings:\n%s", nrs->warnings);
+        for (size_t i = 0; i < nrs->n; i++)
+            if (!j->old || !ruleset_find(j->old, nrs->rules[i]->name))
+                json_array_append_new(added, json_string(nrs->rules[i]->name));
+        for (size_t i = 0; j->old && i < j->old->n; i++)
+            if (!ruleset_find(nrs, j->old->rules[i]->name))
+                json_array_append_new(removed, json_string(j->old->rules[i]->name));
+        ruleset_unref(d->rs);
+        d->rs = nrs;
+        strv_free(d->attrs);
+        d->attrs = j->attrs;
+        /* A reload is the operator's "I fixed it": paused channels try again. */
+        dispatch_resume(d, "the rules were reloaded");
+        log_notice("nudged", "rules loaded from %s: %zu rule(s), version %llu (%zu added, %zu "
+                             "removed, %zu changed)",
+                   nrs->dir, nrs->n, (unsigned long long)nrs->version, json_array_size(added),
+                   json_array_size(removed), json_array_size(j->changed));
+        json_object_set_new(rep, "ok", json_true());
+        json_object_set_new(rep, "version", json_integer((json_int_t)nrs->version));
+        json_object_set_new(rep, "rules", names_of(nrs));
+        json_object_set_new(rep, "added", added);
+        json_object_set_new(rep, "removed", removed);
+        json_object_set_new(rep, "changed", j->changed);
+    }
+    free(j->errors);
+    ruleset_unref(j->old);
+    d->reload_busy = false;
+    sd_notify(0, "READY=1");
+    if (j->done)
+        j->done(d, rep, j->ud);
+    else
+        json_decref(rep);
+    free(j);
+    if (atomic_load(&d->stopping)) {
+        /* A stop arrived while we loaded: nothing more to start. */
+        if (d->jobs == 0 && !d->eval_busy && d->loop)
+            uv_stop(d->loop);
+        return;
+    }
+    if (d->reload_again) {
+        d->reload_again = false;
+        reload_start(d, NULL, NULL, true);
+    }
+}
+
+static void
+reload_start(struct daemon *d, void (*done)(struct daemon *, json_t *, void *), void *ud,
+             bool async)
+{
+    struct reload_job *j = xcalloc(1, sizeof(*j));
+    j->d = d;
+    j->now = daemon_now(d);
+    j->old = d->rs ? ruleset_ref(d->rs) : NULL;
+    j->done = done;
+    j->ud = ud;
+    j->work.data = j;
+    d->reload_busy = true;
+    sd_notify(0, "RELOADING=1");
+    if (async && uv_queue_work(d->loop, &j->work, reload_work, reload_after) == 0)
+        return;
+    reload_work(&j->work);
+    reload_after(&j->work, 0);
+}
+
+int
+daemon_reload_async(struct daemon *d, void (*done)(struct daemon *d, json_t *rep, void *ud),
+                    void *ud)
+{
+    if (d->reload_busy) {
+        if (!done)
+            d->reload_again = true; /* SIGHUP: once more when this one ends */
+        return -EBUSY;
+    }
+    reload_start(d, done, ud, true);
+    return 0;
+}
+
+static void
+keep_report(struct daemon *d, json_t *rep, void *ud)
+{
+    (void)d;
+    *(json_t **)ud = rep;
+}
+
 json_t *
 daemon_reload(struct daemon *d)
 {
-    struct ruleset *nrs = NULL;
-    char *errors = NULL;
-    char **attrs = NULL;
-    json_t *rep = json_object(), *added = json_array(), *removed = json_array(),
-           *changed = json_array();
-    struct rules_env env;
-    sd_notify(0, "RELOADING=1");
-    store_attribute_keys(d->st, &attrs);
-    env.holidays = d->hs;
-    env.known_attrs = (const char *const *)attrs;
-    if (ruleset_load(d->cfg->rules_dir, &env, &nrs, &errors) < 0) {
-        log_err("nudged", "reload failed; the running rules stay in place:\n%s", errors);
-        json_object_set_new(rep, "ok", json_false());
-        json_object_set_new(rep, "error", json_string(errors));
-        json_object_set_new(rep, "version", json_integer((json_int_t)(d->rs ? d->rs->version : 0)));
-        free(errors);
-        strv_free(attrs);
-        json_decref(added);
-        json_decref(removed);
-        json_decref(changed);
-        sd_notify(0, "READY=1");
-        return rep;
-    }
-    if (nrs->warnings)
-        log_warn("nudged", "rules loaded with warnings:\n%s", nrs->warnings);
-    for (size_t i = 0; i < nrs->n; i++) {
-        const struct rule *old = d->rs ? ruleset_find(d->rs, nrs->rules[i]->name) : NULL;
-        if (!old)
-            json_array_append_new(added, json_string(nrs->rules[i]->name));
-        else if (strcmp(old->digest, nrs->rules[i]->digest)) {
-            json_t *c = json_pack("{ss}", "name", nrs->rules[i]->name);
-            json_t *delta = audience_delta(d, old, nrs->rules[i]);
-            if (delta)
-                json_object_set_new(c, "audience", delta);
-            json_array_append_new(changed, c);
-        }
-    }
-    for (size_t i = 0; d->rs && i < d->rs->n; i++)
-        if (!ruleset_find(nrs, d->rs->rules[i]->name))
-            json_array_append_new(removed, json_string(d->rs->rules[i]->name));
-    ruleset_unref(d->rs);
-    d->rs = nrs;
-    strv_free(d->attrs);
-    d->attrs = attrs;
-    /* A reload is the operator's "I fixed it": paused channels try again. */
-    dispatch_resume(d, "the rules were reloaded");
-    log_notice("nudged", "rules loaded from %s: %zu rule(s), version %llu (%zu added, %zu "
-                         "removed, %zu changed)",
-               nrs->dir, nrs->n, (unsigned long long)nrs->version, json_array_size(added),
-               json_array_size(removed), json_array_size(changed));
-    json_object_set_new(rep, "ok", json_true());
-    json_object_set_new(rep, "version", json_integer((json_int_t)nrs->version));
-    json_object_set_new(rep, "rules", names_of(nrs));
-    json_object_set_new(rep, "added", added);
-    json_object_set_new(rep, "removed", removed);
-    json_object_set_new(rep, "changed", changed);
-    sd_notify(0, "READY=1");
+    json_t *rep = NULL;
+    reload_start(d, keep_report, &rep, false);
     return rep;
 }
 

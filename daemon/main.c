@@ -54,7 +54,7 @@ static void
 on_hup(uv_signal_t *s, int sig)
 {
     (void)sig;
-    json_decref(daemon_reload(s->data));
+    daemon_reload_async(s->data, NULL, NULL);
 }
 
 static void
@@ -69,7 +69,7 @@ on_term(uv_signal_t *s, int sig)
     uv_timer_stop(&d->tick_timer);
     uv_timer_stop(&d->dispatch_timer);
     admin_close(d);
-    if (d->jobs == 0 && !d->eval_busy)
+    if (d->jobs == 0 && !d->eval_busy && !d->reload_busy)
         uv_stop(d->loop);
 }
 
