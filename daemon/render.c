@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "calendar.h"
+#include "channel_registry.h"
 #include "config.h"
 #include "log.h"
 #include "policy.h"
@@ -456,6 +457,7 @@ render_delivery(const struct render_env *env, const struct delivery *d, bool pay
     const struct rule *r;
     const struct action *a;
     struct nudge_message *m = &out->msg;
+    const struct channel_info *ci;
     const char *to = NULL, *name;
     char *s;
 
@@ -495,28 +497,22 @@ render_delivery(const struct render_env *env, const struct delivery *d, bool pay
     render_add_rule_context(out->ctx, env, r, d->occurrence, a->channel, d->due_at);
     json_object_set_new(out->ctx, "delivery_id", json_integer(d->id));
 
-    switch (a->kind) {
-    case ACT_EMAIL:
-        to = json_string_value(json_object_get(out->ctx, "email"));
-        break;
-    case ACT_SMS:
-        to = json_string_value(json_object_get(out->ctx, "phone"));
-        break;
-    case ACT_WEBHOOK:
+    /* The address: the customer field the registry names for the channel
+     * (email, phone), else the rule's URL or the assigned staff member. */
+    ci = &channel_infos[a->kind];
+    if (ci->customer_field)
+        to = json_string_value(json_object_get(out->ctx, ci->customer_field));
+    else if (ci->address == CHAN_ADDR_URL)
         to = a->url;
-        break;
-    case ACT_TASK:
+    else if (ci->address == CHAN_ADDR_STAFF)
         to = a->assign && !strcmp(a->assign, "owner")
                  ? json_string_value(json_object_get(out->ctx, "owner"))
                  : NULL;
-        break;
-    }
-    if ((a->kind == ACT_EMAIL || a->kind == ACT_SMS) && (!to || !*to)) {
-        snprintf(why, whylen, "customer has no %s", a->kind == ACT_EMAIL ? "email address"
-                                                                         : "phone number");
+    if (ci->customer_field && (!to || !*to)) {
+        snprintf(why, whylen, "customer has no %s", ci->address_desc);
         return RENDER_SKIP;
     }
-    if (r->marketing && a->kind != ACT_TASK && a->kind != ACT_WEBHOOK &&
+    if (r->marketing && ci->consent &&
         suppressed(env->st, d->customer_id, a->channel, to, why, whylen))
         return RENDER_SUPPRESS;
     switch (policy_check(env->st, env->cfg, r->marketing, a->channel, d->customer_id,
