@@ -363,30 +363,31 @@ opt_cc(const struct conf_ctx *c, const char *key, json_t *v, struct http_state *
     return 0;
 }
 
+/* One of two words (nocase: in any case); *is_second tells which. */
+static int
+opt_either(const struct conf_ctx *c, const char *key, const json_t *v, const char *first,
+           const char *second, bool nocase, bool *is_second)
+{
+    const char *s = json_string_value(v);
+    int (*cmp)(const char *, const char *) = nocase ? strcasecmp : strcmp;
+    if (s && cmp(s, second) == 0)
+        *is_second = true;
+    else if (!s || cmp(s, first) != 0)
+        return conf_err(c, "%s: expected %s or %s, got %s%s%s", key, first, second,
+                        s ? "\"" : json_kind(v), s ? s : "", s ? "\"" : "");
+    return 0;
+}
+
 static int
 opt_method(const struct conf_ctx *c, const char *key, json_t *v, struct http_state *st)
 {
-    struct sms_conf *sms = st->chan;
-    const char *s = json_string_value(v);
-    if (s && strcasecmp(s, "GET") == 0)
-        sms->method_get = true;
-    else if (!s || strcasecmp(s, "POST") != 0)
-        return conf_err(c, "%s: expected POST or GET, got %s%s%s", key, s ? "\"" : json_kind(v),
-                        s ? s : "", s ? "\"" : "");
-    return 0;
+    return opt_either(c, key, v, "POST", "GET", true, &((struct sms_conf *)st->chan)->method_get);
 }
 
 static int
 opt_body_format(const struct conf_ctx *c, const char *key, json_t *v, struct http_state *st)
 {
-    struct sms_conf *sms = st->chan;
-    const char *s = json_string_value(v);
-    if (s && strcmp(s, "json") == 0)
-        sms->body_json = true;
-    else if (!s || strcmp(s, "form") != 0)
-        return conf_err(c, "%s: expected form or json, got %s%s%s", key, s ? "\"" : json_kind(v),
-                        s ? s : "", s ? "\"" : "");
-    return 0;
+    return opt_either(c, key, v, "form", "json", false, &((struct sms_conf *)st->chan)->body_json);
 }
 
 static int
