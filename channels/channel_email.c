@@ -66,6 +66,9 @@
  * does not put a large batch back in the queue. */
 #define SMTP_BATCH_MAX 200
 
+/* The channels smtp carries; the first is open()'s default. */
+static const char *const smtp_channels[] = {"email", NULL};
+
 /* One configured SMTP transport; read-only once open() returns. */
 struct smtp_state {
     char *channel;                 /* channel name ("email"), for messages */
@@ -586,7 +589,7 @@ smtp_open(const char *channel, json_t *settings, void **state, struct nerr *err)
 
     *state = NULL;
     if (!channel)
-        channel = "email";
+        channel = smtp_channels[0];
     pthread_once(&smtp_once, smtp_init_once);
     if ((rc = parse_settings(channel, settings, &c, err)) < 0) {
         locate_error(settings, err);
@@ -1108,8 +1111,6 @@ smtp_send(void *vstate, const struct nudge_message *msgs, size_t n, struct send_
         sbuf_free(&outs[i].data);
     free(outs);
 }
-
-static const char *const smtp_channels[] = {"email", NULL};
 
 const struct channel_backend channel_backend_smtp = {
     .name = "smtp",

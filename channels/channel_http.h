@@ -1,10 +1,14 @@
 /*
  * channel_http.h: the `http` transport backend, carrying the webhook and sms
- * channels (channel_http.c: settings, requests and answers; the SMS
- * providers are rows of its sms_providers table), sent by the HTTP engine
- * (http_engine.c: curl multi on a private libuv loop), plus the SMS helpers
- * other modules may use (E.164 normalisation, GSM-7 / UCS-2 segment
- * counting, provider blame tables: channel_sms.c).
+ * channels, sent by the HTTP engine (http_engine.c: curl multi on a private
+ * libuv loop), plus the SMS helpers other modules may use (E.164
+ * normalisation, GSM-7 / UCS-2 segment counting, provider blame tables:
+ * channel_sms.c). The backend is three files joined by the private header
+ * channel_http_internal.h: channel_http.c (open/send/close, the settings
+ * both channels share, request and result helpers), channel_webhook.c (the
+ * webhook channel and its Standard Webhooks signature) and
+ * channel_sms_http.c (the sms channel; its providers are rows of the
+ * sms_providers table).
  *
  * ---- Design -----------------------------------------------------------------
  *
@@ -190,6 +194,10 @@ enum send_blame twilio_error_blame(long code);
  * signature name, template, account and balance ours; anything else
  * (throttling, isp.*, limits) nobody. */
 enum send_blame aliyun_code_blame(const char *code);
+/* Whether an Aliyun answer Code is one a retry (or an operator) can fix:
+ * throttling, isp.*, service errors, keys, signature, account, balance,
+ * limits. */
+bool aliyun_code_transient(const char *code);
 
 /*
  * How many SMS segments utf8 takes. GSM-7 when every character is in the

@@ -2,8 +2,9 @@
  * channel_sms.c: what the sms channel knows whatever the provider: phone
  * numbers (E.164 normalisation), text (GSM-7 / UCS-2 segments), and which
  * provider answers blame the recipient or the sender (twilio_error_blame,
- * aliyun_code_blame). The HTTP requests themselves are built in
- * channel_http.c. Declared in channel_http.h.
+ * aliyun_code_blame) and which a retry can fix (aliyun_code_transient). The
+ * HTTP requests themselves are built in channel_sms_http.c. Declared in
+ * channel_http.h.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -208,6 +209,20 @@ twilio_error_blame(long code)
     }
 }
 
+/* Whether code c starts with one of prefixes or equals one of exact (both
+ * NULL-terminated; prefixes may be NULL). */
+static bool
+code_in(const char *c, const char *const *prefixes, const char *const *exact)
+{
+    for (int i = 0; prefixes && prefixes[i]; i++)
+        if (strncmp(c, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    for (int i = 0; exact[i]; i++)
+        if (strcmp(c, exact[i]) == 0)
+            return true;
+    return false;
+}
+
 enum send_blame
 aliyun_code_blame(const char *c)
 {
@@ -217,22 +232,38 @@ aliyun_code_blame(const char *c)
         "isv.SMS_TEMPLATE",   "isv.ACCOUNT_",          NULL,
     };
     static const char *const sender_exact[] = {
-        "isv.OUT_OF_SERVICE", "isv.AMOUNT_NOT_ENOUGH", "isv.PRODUCT_UN_SUBSCRIPT",
-        "isv.PRODUCT_UNSUBSCRIBE", "isv.DOMESTIC_NUMBER_NOT_SUPPORTED", NULL,
+        "isv.OUT_OF_SERVICE",
+        "isv.AMOUNT_NOT_ENOUGH",
+        "isv.PRODUCT_UN_SUBSCRIPT",
+        "isv.PRODUCT_UNSUBSCRIBE",
+        "isv.DOMESTIC_NUMBER_NOT_SUPPORTED",
+        NULL,
     };
     static const char *const recipient_exact[] = {
         "isv.MOBILE_NUMBER_ILLEGAL",
         NULL,
     };
-    for (int i = 0; sender_prefixes[i]; i++)
-        if (strncmp(c, sender_prefixes[i], strlen(sender_prefixes[i])) == 0)
-            return BLAME_SENDER;
-    for (int i = 0; sender_exact[i]; i++)
-        if (strcmp(c, sender_exact[i]) == 0)
-            return BLAME_SENDER;
-    for (int i = 0; recipient_exact[i]; i++)
-        if (strcmp(c, recipient_exact[i]) == 0)
-            return BLAME_RECIPIENT;
+    if (code_in(c, sender_prefixes, sender_exact))
+        return BLAME_SENDER;
+    if (code_in(c, NULL, recipient_exact))
+        return BLAME_RECIPIENT;
     return BLAME_NOBODY;
 }
 
+bool
+aliyun_code_transient(const char *c)
+{
+    static const char *const prefixes[] = {
+        "Throttling",         "isp.",
+        "ServiceUnavailable", "InternalError",
+        "InvalidAccessKeyId", "SignatureDoesNotMatch",
+        "SignatureNonceUsed", "InvalidTimeStamp",
+        "Forbidden",          NULL,
+    };
+    static const char *const exact[] = {
+        "isv.BUSINESS_LIMIT_CONTROL", "isv.DAY_LIMIT_CONTROL",    "isv.OUT_OF_SERVICE",
+        "isv.AMOUNT_NOT_ENOUGH",      "isv.ACCOUNT_ABNORMAL",     "isv.ACCOUNT_NOT_EXISTS",
+        "isv.SMS_SIGNATURE_ILLEGAL",  "isv.SMS_TEMPLATE_ILLEGAL", NULL,
+    };
+    return code_in(c, prefixes, exact);
+}

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel_registry.h"
 #include "mime.h"
 #include "util.h"
 
@@ -23,6 +24,7 @@ struct spool {
     char *dir;     /* SPOOL/<channel> */
     char *channel; /* which channel this session writes */
     char *from;    /* email: the From header */
+    bool eml;      /* the channel's address is an email address: .eml files */
 };
 
 static const char *const spool_channels[] = {"email", "sms", "webhook", "task", NULL};
@@ -60,7 +62,8 @@ spool_open(const char *channel, json_t *settings, void **state, struct nerr *err
     s->channel = xstrdup(channel);
     s->dir = json_object_get(settings, "dir") ? xstrdup(dir) : xasprintf("%s/%s", dir, channel);
     s->from = xstrdup(from ? from : "nudge <nudge@localhost>");
-    if (strcmp(channel, "email") == 0) {
+    s->eml = channel_info_find(channel) && channel_info_find(channel)->address == CHAN_ADDR_EMAIL;
+    if (s->eml) {
         char *name = NULL, *addr = NULL;
         if (mime_parse_mailbox(s->from, &name, &addr) < 0) {
             nerr_set(err, file, line, 0, "from '%s' is not a mail address", s->from);
@@ -106,7 +109,7 @@ spool_send(void *state, const struct nudge_message *msgs, size_t n, struct send_
         send_result_clear(&res[i]);
         sbuf_init(&body);
         nerr_clear(&err);
-        if (!strcmp(s->channel, "email")) {
+        if (s->eml) {
             path = xasprintf("%s/%lld.eml", s->dir, (long long)m->delivery_id);
             r = mime_compose_email(m, s->from, NULL, m->date, &body, &err);
             if (r < 0) {

@@ -867,8 +867,6 @@ parse_coupon(struct loader *L, struct rule *r, const struct ynode *n)
  * audience alone does not make a new snapshot.
  */
 
-static const char *const action_kinds[] = {"email", "sms", "webhook", "task", NULL};
-
 static void
 set_src(json_t *o, const char *key, const char *src, size_t len)
 {
@@ -897,7 +895,7 @@ snapshot_encode(struct rule *r)
     for (size_t i = 0; i < r->nactions; i++) {
         const struct action *a = &r->actions[i];
         json_t *o = json_object();
-        json_object_set_new(o, "kind", json_string(action_kinds[a->kind]));
+        json_object_set_new(o, "kind", json_string(channel_infos[a->kind].name));
         if (a->template_name)
             json_object_set_new(o, "template", json_string(a->template_name));
         set_src(o, "subject", a->src.subject, a->src.subject_len);
@@ -1012,18 +1010,16 @@ rule_snapshot_decode(const char *body, size_t len, struct rule **out, char *why,
         const json_t *o = json_array_get(acts, i);
         struct action *a = &r->actions[i];
         const char *kind = json_string_value(json_object_get(o, "kind"));
-        int k = -1;
+        /* The registry's order is enum action_kind's (channel_registry.h). */
+        const struct channel_info *ci = channel_info_find(kind);
         r->nactions = i + 1;
-        for (int j = 0; kind && action_kinds[j]; j++)
-            if (!strcmp(action_kinds[j], kind))
-                k = j;
-        if (k < 0) {
+        if (!ci) {
             snprintf(why, whylen, "snapshot of rule '%s': action %zu has unknown kind '%s'",
                      r->name, i, kind ? kind : "");
             goto out;
         }
-        a->kind = (enum action_kind)k;
-        a->channel = action_kinds[k];
+        a->kind = (enum action_kind)(ci - channel_infos);
+        a->channel = ci->name;
         a->template_name = dup_str(o, "template");
         a->url = dup_str(o, "url");
         a->secret_file = dup_str(o, "secret_file");

@@ -1,9 +1,10 @@
 /*
- * test_http_channel.c: the http transport (channel_http.c) against a real
- * local HTTP server, tests/http/receiver.py, which records every request
- * and checks Standard Webhooks and Aliyun signatures with Python's own
- * hmac, independently of our C code. Covers: a concurrent, signed webhook
- * batch under the connection cap with keep-alive reuse; the classification
+ * test_http_channel.c: the http transport (channel_http.c, channel_webhook.c,
+ * channel_sms_http.c) against a real local HTTP server,
+ * tests/http/receiver.py, which records every request and checks Standard
+ * Webhooks and Aliyun signatures with Python's own hmac, independently of
+ * our C code. Covers: a concurrent, signed webhook batch under the
+ * connection cap with keep-alive reuse; the classification
  * of 410, 503 + Retry-After, 429, 400, 302 (not followed), a refused and a
  * reset connection and a timeout; the generic, Twilio and Aliyun SMS
  * request shapes; E.164 normalisation, GSM-7 / UCS-2 segment counting, and
