@@ -171,6 +171,7 @@ spool_classify(int code)
 
 const struct channel_backend channel_backend_spool = {
     .name = "spool",
+    .max_concurrency = 1, /* local writes */
     .channels = spool_channels,
     .open = spool_open,
     .send = spool_send,

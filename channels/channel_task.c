@@ -498,6 +498,7 @@ task_classify(int code)
 
 const struct channel_backend channel_backend_task = {
     .name = "task",
+    .max_concurrency = 1, /* local writes */
     .channels = task_channels,
     .open = task_open,
     .send = task_send,

@@ -628,8 +628,8 @@ chan_setup(struct daemon *d, struct chan *c, const char *name, json_t *settings,
     /* Per-channel dispatch settings are the dispatcher's, not the backend's. */
     if (take_channel_limits(d, c, err) < 0)
         return -EINVAL;
-    if (!strcmp(transport, "spool") || !strcmp(transport, "task"))
-        c->nslots = 1; /* local writes gain nothing from parallel sessions */
+    if (be->max_concurrency > 0 && c->nslots > be->max_concurrency)
+        c->nslots = be->max_concurrency;
     return 0;
 }
 

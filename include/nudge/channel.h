@@ -133,6 +133,10 @@ struct channel_backend {
     /* Parallel sessions when nudge.yaml sets neither dispatch.concurrency nor
      * the channel's own concurrency (0: dispatch.concurrency's default). */
     int default_concurrency;
+    /* At most this many parallel sessions whatever nudge.yaml says (0: no
+     * limit): 1 for local writes (spool files, tasks), which gain nothing
+     * from parallel sessions. */
+    int max_concurrency;
     /* Whether send() reads nudge_message.payload; the dispatcher leaves it
      * NULL (and does not build it) for a backend that does not. */
     bool needs_payload;
