@@ -239,7 +239,7 @@ row_warning(struct imp *im, long line, const char *fmt, ...)
 static void
 db_error(struct imp *im, const char *what)
 {
-    const char *m = sqlite3_errmsg(im->st->db);
+    const char *m = store_errmsg(im->st);
     log_err("import", "%s: %s: %s", im->name, what, m);
     row_error(im, im->rec_line, "database error while %s: %s", what, m);
     im->dberr = -EIO;
@@ -648,7 +648,7 @@ progress_tick(struct imp *im)
  * in a few MB where a set of the id strings took hundreds.
  */
 static long
-rowid_line(struct imp *im, sqlite3_int64 rowid)
+rowid_line(struct imp *im, int64_t rowid)
 {
     if (rowid <= 0 || (size_t)rowid >= im->nline_of)
         return 0;
@@ -656,7 +656,7 @@ rowid_line(struct imp *im, sqlite3_int64 rowid)
 }
 
 static void
-rowid_line_set(struct imp *im, sqlite3_int64 rowid, long line)
+rowid_line_set(struct imp *im, int64_t rowid, long line)
 {
     if (rowid <= 0 || rowid > ROWID_LINES_MAX)
         return; /* a sparse, huge rowid: not tracked (no "already on line N") */
@@ -793,11 +793,8 @@ imp_begin(struct imp *im)
         return false;
     }
     im->csv_ok = true;
-    /* A big file goes through a page cache of bounded size, without memory
-     * mapping (mapped pages of the database would count against the
-     * daemon's memory) and with temporary files (index builds sort on disk,
-     * not in RAM). */
-    if (store_import_tune(im->st) < 0 || store_begin(im->st) < 0) {
+    /* The store bounds its page cache for a big file (store_import_begin). */
+    if (store_import_begin(im->st) < 0) {
         row_error(im, 0, "cannot start a transaction: %s (is the database writable?)",
                   store_errmsg(im->st));
         im->dberr = -EIO;
@@ -848,13 +845,13 @@ imp_end(struct imp *im, bool abort, int (*finish)(struct imp *))
         r = im->dberr;
     if (r == 0 && im->failed)
         r = -EINVAL;
-    if (r == 0 && store_commit(im->st) < 0) {
+    if (r == 0 && store_import_commit(im->st) < 0) {
         row_error(im, 0, "cannot commit: %s", store_errmsg(im->st));
         r = -EIO;
     }
     if (r < 0) {
         if (im->in_tx)
-            store_rollback(im->st);
+            store_import_rollback(im->st);
         im->stats.inserted = im->stats.updated = im->stats.unchanged = 0;
     }
     im->in_tx = false;
@@ -885,51 +882,22 @@ imp_done(struct imp *im, struct import_stats *stats, char **errors)
     free((char *)im->name);
 }
 
-static bool
-prepare(struct imp *im, sqlite3_stmt **s, const char *sql)
-{
-    if (sqlite3_prepare_v3(im->st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, s, NULL) != SQLITE_OK) {
-        db_error(im, "preparing a statement");
-        return false;
-    }
-    return true;
-}
-
-static void
-bind_text(sqlite3_stmt *s, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(s, i);
-}
-
-/* Steps a statement that returns no rows; resets it either way. */
-static bool
-exec_stmt(struct imp *im, sqlite3_stmt *s, const char *what)
-{
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) {
-        db_error(im, what);
-        return false;
-    }
-    return true;
-}
-
-static const char *
-col_text(sqlite3_stmt *s, int i)
-{
-    return (const char *)sqlite3_column_text(s, i);
-}
-
 /* ======================================================================= */
 /* customers                                                               */
 /* ======================================================================= */
 
 /* The plain text columns, in the order of the customers table. */
-enum { T_NAME, T_FIRST_NAME, T_EMAIL, T_PHONE, T_BIRTHDAY, T_TZ, T_TIER, T_OWNER, N_TEXT };
+enum {
+    T_NAME = STORE_CUST_NAME,
+    T_FIRST_NAME = STORE_CUST_FIRST_NAME,
+    T_EMAIL = STORE_CUST_EMAIL,
+    T_PHONE = STORE_CUST_PHONE,
+    T_BIRTHDAY = STORE_CUST_BIRTHDAY,
+    T_TZ = STORE_CUST_TZ,
+    T_TIER = STORE_CUST_TIER,
+    T_OWNER = STORE_CUST_OWNER,
+    N_TEXT = STORE_CUST_NFIELDS
+};
 
 static const char *const text_cols[N_TEXT] = {
     "name", "first_name", "email", "phone", "birthday", "tz", "tier", "owner",
@@ -959,8 +927,7 @@ struct cust {
     bool empty_start;   /* no customers before this file: insert without looking up */
     long no_tz;         /* customers left without a zone of their own */
     struct store_saved_indexes *idx; /* dropped for a bulk load, built again at the end */
-    sqlite3_stmt *find, *ins, *upd, *touch, *tags_get, *tags_del, *tag_ins, *consent_get,
-        *consent_set, *attr_key;
+    struct store_customers_import *sc; /* the store's side of this import */
     char *source; /* consents.source */
 };
 
@@ -1350,39 +1317,27 @@ cust_check(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
 
 /* Tags stored for customer id differ from r's? */
 static int
-tags_differ(struct imp *im, struct cust *c, sqlite3_int64 id, const struct crow *r)
+tags_differ(struct imp *im, struct cust *c, int64_t id, const struct crow *r)
 {
-    size_t k = 0;
-    int rc, differ = 0;
-    sqlite3_bind_int64(c->tags_get, 1, id);
-    while ((rc = sqlite3_step(c->tags_get)) == SQLITE_ROW) {
-        const char *t = col_text(c->tags_get, 0);
-        if (k >= r->ntags || !t || strcmp(t, r->tags[k]) != 0)
-            differ = 1;
-        k++;
-    }
-    sqlite3_reset(c->tags_get);
-    if (rc != SQLITE_DONE) {
+    int d = store_import_customer_tags_differ(c->sc, id, r->tags, r->ntags);
+    if (d < 0)
         db_error(im, "reading tags");
-        return -EIO;
-    }
-    return differ || k != r->ntags;
+    return d;
 }
 
 static bool
-write_tags(struct imp *im, struct cust *c, sqlite3_int64 id, const struct crow *r, bool fresh)
+write_tags(struct imp *im, struct cust *c, int64_t id, const struct crow *r, bool fresh)
 {
     /* A customer inserted just now has no tags to delete. */
-    if (!fresh) {
-        sqlite3_bind_int64(c->tags_del, 1, id);
-        if (!exec_stmt(im, c->tags_del, "replacing tags"))
-            return false;
+    if (!fresh && store_import_customer_tags_clear(c->sc, id) < 0) {
+        db_error(im, "replacing tags");
+        return false;
     }
     for (size_t i = 0; i < r->ntags; i++) {
-        sqlite3_bind_int64(c->tag_ins, 1, id);
-        sqlite3_bind_text(c->tag_ins, 2, r->tags[i], -1, SQLITE_STATIC);
-        if (!exec_stmt(im, c->tag_ins, "adding a tag"))
+        if (store_import_customer_tag_add(c->sc, id, r->tags[i]) < 0) {
+            db_error(im, "adding a tag");
             return false;
+        }
     }
     return true;
 }
@@ -1397,21 +1352,16 @@ write_tags(struct imp *im, struct cust *c, sqlite3_int64 id, const struct crow *
 #define CONSENT_WITHDRAWN 2
 
 static int
-consent_differs(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int granted)
+consent_differs(struct imp *im, struct cust *c, int64_t id, size_t i, int granted)
 {
-    int rc, differ = 1;
-    sqlite3_bind_int64(c->consent_get, 1, id);
-    sqlite3_bind_text(c->consent_get, 2, c->cols[i].key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(c->consent_get);
-    if (rc == SQLITE_ROW) {
-        int stored = sqlite3_column_int(c->consent_get, 0);
-        const char *source = col_text(c->consent_get, 1);
+    int stored, differ = 1;
+    const char *source;
+    int e = store_import_consent_get(c->sc, id, c->cols[i].key, &stored, &source);
+    if (e == 0) {
         differ = stored != granted;
         if (differ && granted && (!source || strncmp(source, "import", 6) != 0))
             differ = CONSENT_WITHDRAWN;
-    }
-    sqlite3_reset(c->consent_get);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    } else if (e != -ENOENT) {
         db_error(im, "reading consents");
         return -EIO;
     }
@@ -1419,14 +1369,14 @@ consent_differs(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int 
 }
 
 static bool
-write_consent(struct imp *im, struct cust *c, sqlite3_int64 id, size_t i, int granted)
+write_consent(struct imp *im, struct cust *c, int64_t id, size_t i, int granted)
 {
-    sqlite3_bind_int64(c->consent_set, 1, id);
-    sqlite3_bind_text(c->consent_set, 2, c->cols[i].key, -1, SQLITE_STATIC);
-    sqlite3_bind_int(c->consent_set, 3, granted);
-    sqlite3_bind_text(c->consent_set, 4, im->now_iso, -1, SQLITE_STATIC);
-    sqlite3_bind_text(c->consent_set, 5, c->source, -1, SQLITE_STATIC);
-    return exec_stmt(im, c->consent_set, "recording a consent");
+    if (store_import_consent_set(c->sc, id, c->cols[i].key, granted, im->now_iso, c->source) <
+        0) {
+        db_error(im, "recording a consent");
+        return false;
+    }
+    return true;
 }
 
 static void
@@ -1442,58 +1392,48 @@ dup_customer(struct imp *im, const char *id, long first)
 static void
 cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
 {
-    sqlite3_stmt *f = c->find;
-    sqlite3_int64 id;
-    int rc;
+    struct store_import_customer old, upd = {0};
+    int64_t id;
+    int e;
     bool row_changed = false, other_changed = false;
     char *attrs = NULL;
 
     if (c->empty_start) {
         /* Nothing was stored before this file: every id is new unless the
          * file repeats it, which the insert's unique key tells. */
-        rc = SQLITE_DONE;
+        e = -ENOENT;
     } else {
-        sqlite3_bind_text(f, 1, r->id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(f);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            sqlite3_reset(f);
+        e = store_import_customer_find(c->sc, r->id, &old);
+        if (e < 0 && e != -ENOENT) {
             db_error(im, "looking up a customer");
             return;
         }
     }
 
-    if (rc == SQLITE_DONE) {
+    if (e == -ENOENT) {
         /* A new customer. */
-        sqlite3_stmt *s = c->ins;
-        sqlite3_reset(f);
+        struct store_import_customer add = {0};
         attrs = c->has_attrs ? merge_attrs(im, c, NULL, fv, nf) : xstrdup("{}");
-        sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
+        add.ext_id = r->id;
         for (int t = 0; t < N_TEXT; t++)
-            bind_text(s, 2 + t, r->text[t]);
-        bind_text(s, 2 + N_TEXT, r->created_at ? r->created_at : im->now_iso);
-        sqlite3_bind_text(s, 3 + N_TEXT, im->now_iso, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 4 + N_TEXT, attrs, -1, SQLITE_STATIC);
-        rc = sqlite3_step(s);
-        sqlite3_reset(s);
-        sqlite3_clear_bindings(s);
-        if (rc == SQLITE_CONSTRAINT && c->empty_start) {
+            add.field[t] = r->text[t];
+        add.created_at = r->created_at ? r->created_at : im->now_iso;
+        add.updated_at = im->now_iso;
+        add.attrs = attrs;
+        e = store_import_customer_add(c->sc, &add, &id);
+        if (e == -EEXIST && c->empty_start) {
             /* The file names this id twice: find the first. */
-            sqlite3_bind_text(f, 1, r->id, -1, SQLITE_STATIC);
-            rc = sqlite3_step(f);
-            id = rc == SQLITE_ROW ? sqlite3_column_int64(f, 0) : 0;
-            sqlite3_reset(f);
-            if (rc != SQLITE_ROW) {
+            if (store_import_customer_find(c->sc, r->id, &old) < 0) {
                 db_error(im, "looking up a customer");
                 goto out;
             }
-            dup_customer(im, r->id, rowid_line(im, id));
+            dup_customer(im, r->id, rowid_line(im, old.id));
             goto out;
         }
-        if (rc != SQLITE_DONE) {
+        if (e < 0) {
             db_error(im, "adding a customer");
             goto out;
         }
-        id = sqlite3_last_insert_rowid(im->st->db);
         rowid_line_set(im, id, im->rec_line);
         if (!r->text[T_TZ])
             c->no_tz++;
@@ -1508,43 +1448,39 @@ cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
     }
 
     /* An existing customer: compare everything, write only what changed.
-     * A column absent from the file keeps the stored value. */
-    id = sqlite3_column_int64(f, 0);
+     * A column absent from the file keeps the stored value. The store
+     * keeps old's strings until its next lookup. */
+    id = old.id;
     if (rowid_line(im, id)) {
-        sqlite3_reset(f);
         dup_customer(im, r->id, rowid_line(im, id));
         return;
     }
     rowid_line_set(im, id, im->rec_line);
-    if (!(c->present[T_TZ] ? r->text[T_TZ] : col_text(f, 1 + T_TZ)))
+    if (!(c->present[T_TZ] ? r->text[T_TZ] : old.field[T_TZ]))
         c->no_tz++;
     for (int t = 0; t < N_TEXT; t++)
-        if (c->present[t] && !streq_null(r->text[t], col_text(f, 1 + t)))
+        if (c->present[t] && !streq_null(r->text[t], old.field[t]))
             row_changed = true;
-    if (r->created_at && !streq_null(r->created_at, col_text(f, 1 + N_TEXT)))
+    if (r->created_at && !streq_null(r->created_at, old.created_at))
         row_changed = true;
     if (c->has_attrs) {
-        attrs = merge_attrs(im, c, col_text(f, 2 + N_TEXT), fv, nf);
-        if (!streq_null(attrs, col_text(f, 2 + N_TEXT)))
+        attrs = merge_attrs(im, c, old.attrs, fv, nf);
+        if (!streq_null(attrs, old.attrs))
             row_changed = true;
     }
     if (row_changed) {
-        sqlite3_stmt *s = c->upd;
-        sqlite3_bind_int64(s, 1, id);
+        upd.id = id;
         for (int t = 0; t < N_TEXT; t++)
-            bind_text(s, 2 + t, c->present[t] ? r->text[t] : col_text(f, 1 + t));
-        bind_text(s, 2 + N_TEXT, r->created_at ? r->created_at : col_text(f, 1 + N_TEXT));
-        sqlite3_bind_text(s, 3 + N_TEXT, im->now_iso, -1, SQLITE_STATIC);
-        bind_text(s, 4 + N_TEXT, attrs ? attrs : col_text(f, 2 + N_TEXT));
+            upd.field[t] = c->present[t] ? r->text[t] : old.field[t];
+        upd.created_at = r->created_at ? r->created_at : old.created_at;
+        upd.updated_at = im->now_iso;
+        upd.attrs = attrs ? attrs : old.attrs;
     }
-    /* The bindings above copied what they took from f (SQLITE_TRANSIENT),
-     * so f can let go of its row before anything is written. */
-    sqlite3_reset(f);
 
     if (c->has_tags) {
         int d = tags_differ(im, c, id, r);
         if (d < 0 || (d && !write_tags(im, c, id, r, false)))
-            goto out_unbind;
+            goto out;
         other_changed |= d;
     }
     for (size_t i = 0; i < nf; i++) {
@@ -1560,25 +1496,24 @@ cust_write(struct imp *im, struct cust *c, char **fv, size_t nf, struct crow *r)
             continue;
         }
         if (d < 0 || (d && !write_consent(im, c, id, i, r->consent[i])))
-            goto out_unbind;
+            goto out;
         other_changed |= d;
     }
     if (row_changed) {
-        if (exec_stmt(im, c->upd, "updating a customer"))
+        if (store_import_customer_update(c->sc, &upd) == 0)
             im->stats.updated++;
+        else
+            db_error(im, "updating a customer");
     } else if (other_changed) {
         /* Only tags or consents changed: the customer did change, so its
          * updated_at moves, but its fields stay as stored. */
-        sqlite3_bind_text(c->touch, 1, im->now_iso, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(c->touch, 2, id);
-        if (exec_stmt(im, c->touch, "updating a customer"))
+        if (store_import_customer_touch(c->sc, id, im->now_iso) == 0)
             im->stats.updated++;
+        else
+            db_error(im, "updating a customer");
     } else {
         im->stats.unchanged++;
     }
-    goto out;
-out_unbind:
-    sqlite3_clear_bindings(c->upd);
 out:
     free(attrs);
 }
@@ -1635,9 +1570,10 @@ cust_finish(struct imp *im)
     for (size_t i = 0; i < im->ncols; i++) {
         if (c->cols[i].kind != K_ATTR)
             continue;
-        sqlite3_bind_text(c->attr_key, 1, c->cols[i].key, -1, SQLITE_STATIC);
-        if (!exec_stmt(im, c->attr_key, "recording attribute names"))
+        if (store_import_attribute_key(c->sc, c->cols[i].key) < 0) {
+            db_error(im, "recording attribute names");
             return -EIO;
+        }
     }
     /* A customer without a zone gets messages at the default zone's hours:
      * right for most, 3 a.m. for someone abroad, so the count is said. */
@@ -1658,31 +1594,10 @@ cust_begin(struct imp *im, struct cust *c)
     im->header = cust_header;
     im->row = cust_row;
     c->source = xasprintf("import:%s", im->name);
-    if (!prepare(im, &c->find,
-                 "SELECT id, name, first_name, email, phone, birthday, tz, tier, owner,"
-                 " created_at, attrs FROM customers WHERE ext_id = ?1") ||
-        !prepare(im, &c->ins,
-                 "INSERT INTO customers (ext_id, name, first_name, email, phone, birthday, tz,"
-                 " tier, owner, created_at, updated_at, attrs)"
-                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)") ||
-        !prepare(im, &c->upd,
-                 "UPDATE customers SET name = ?2, first_name = ?3, email = ?4, phone = ?5,"
-                 " birthday = ?6, tz = ?7, tier = ?8, owner = ?9, created_at = ?10,"
-                 " updated_at = ?11, attrs = ?12 WHERE id = ?1") ||
-        !prepare(im, &c->touch, "UPDATE customers SET updated_at = ?1 WHERE id = ?2") ||
-        !prepare(im, &c->tags_get,
-                 "SELECT tag FROM customer_tags WHERE customer_id = ?1 ORDER BY tag") ||
-        !prepare(im, &c->tags_del, "DELETE FROM customer_tags WHERE customer_id = ?1") ||
-        !prepare(im, &c->tag_ins, "INSERT INTO customer_tags (customer_id, tag) VALUES (?1, ?2)") ||
-        !prepare(im, &c->consent_get,
-                 "SELECT granted, source FROM consents WHERE customer_id = ?1 AND channel = ?2") ||
-        !prepare(im, &c->consent_set,
-                 "INSERT INTO consents (customer_id, channel, granted, updated_at, source)"
-                 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (customer_id, channel) DO UPDATE SET"
-                 " granted = excluded.granted, updated_at = excluded.updated_at,"
-                 " source = excluded.source") ||
-        !prepare(im, &c->attr_key, "INSERT OR IGNORE INTO attribute_keys (key) VALUES (?1)"))
+    if (store_import_customers_open(im->st, &c->sc) < 0) {
+        db_error(im, "preparing a statement");
         return;
+    }
     if (!imp_begin(im))
         return;
     /* Into an empty table, a file loads like sqlite3 .import: rows first,
@@ -1702,16 +1617,7 @@ cust_begin(struct imp *im, struct cust *c)
 static void
 cust_free(struct cust *c)
 {
-    sqlite3_finalize(c->find);
-    sqlite3_finalize(c->ins);
-    sqlite3_finalize(c->upd);
-    sqlite3_finalize(c->touch);
-    sqlite3_finalize(c->tags_get);
-    sqlite3_finalize(c->tags_del);
-    sqlite3_finalize(c->tag_ins);
-    sqlite3_finalize(c->consent_get);
-    sqlite3_finalize(c->consent_set);
-    sqlite3_finalize(c->attr_key);
+    store_import_customers_close(c->sc);
     store_import_indexes_free(c->idx);
     for (size_t i = 0; c->names && i < c->ncols; i++)
         free(c->names[i]);
@@ -1737,10 +1643,10 @@ struct ord {
     bool empty_start; /* no orders before this file: insert without looking up */
     struct store_saved_indexes *idx; /* dropped for a bulk load, built again at the end */
     char *last_cust;  /* the customer id of the previous row and its rowid: */
-    sqlite3_int64 last_cid; /* orders come grouped by customer */
-    sqlite3_int64 *affected; /* customers whose stats need recomputing */
+    int64_t last_cid; /* orders come grouped by customer */
+    int64_t *affected; /* customers whose stats need recomputing */
     size_t naff, capaff;
-    sqlite3_stmt *cust, *find, *ins, *upd, *tl_add, *tl_upd, *stats;
+    struct store_orders_import *so; /* the store's side of this import */
 };
 
 static void
@@ -1818,7 +1724,7 @@ ord_header(struct imp *im, char **fv, size_t nf)
 }
 
 static void
-ord_affect(struct ord *o, sqlite3_int64 cid)
+ord_affect(struct ord *o, int64_t cid)
 {
     if (o->empty_start) {
         o->naff = 1; /* every customer with orders is recomputed at the end */
@@ -1878,7 +1784,8 @@ ord_row(struct imp *im, char **fv, size_t nf)
     char cur[4];
     int64_t cents = 0;
     ntime_t at = 0;
-    sqlite3_int64 cid = 0, oid, old_cid;
+    int64_t cid = 0, oid;
+    struct store_import_order old;
     char *detail = NULL;
     bool ok = true;
     int rc;
@@ -1968,21 +1875,16 @@ ord_row(struct imp *im, char **fv, size_t nf)
     } else if (o->last_cust && strcmp(o->last_cust, cust_id) == 0) {
         cid = o->last_cid;
     } else if (!im->dberr) {
-        sqlite3_bind_text(o->cust, 1, cust_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(o->cust);
-        if (rc == SQLITE_ROW)
-            cid = sqlite3_column_int64(o->cust, 0);
-        sqlite3_reset(o->cust);
-        if (rc == SQLITE_ROW) {
+        rc = store_import_order_customer(o->so, cust_id, &cid);
+        if (rc == 0) {
             free(o->last_cust);
             o->last_cust = xstrdup(cust_id);
             o->last_cid = cid;
-        }
-        if (rc == SQLITE_DONE) {
+        } else if (rc == -ENOENT) {
             row_error(im, line, "unknown customer_id %s (import the customer first, or fix the id)",
                       show(im, cust_id));
             ok = false;
-        } else if (rc != SQLITE_ROW) {
+        } else {
             db_error(im, "looking up a customer");
             ok = false;
         }
@@ -1997,90 +1899,68 @@ ord_row(struct imp *im, char **fv, size_t nf)
     if (im->dberr)
         goto done;
 
-    if (o->empty_start) {
-        rc = SQLITE_DONE;
-    } else {
-        sqlite3_bind_text(o->find, 1, order_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(o->find);
-    }
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(o->find);
-        sqlite3_bind_text(o->ins, 1, order_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(o->ins, 2, cid);
-        sqlite3_bind_int64(o->ins, 3, cents);
-        sqlite3_bind_text(o->ins, 4, currency, -1, SQLITE_STATIC);
-        sqlite3_bind_text(o->ins, 5, ordered_at, -1, SQLITE_STATIC);
-        rc = sqlite3_step(o->ins);
-        sqlite3_reset(o->ins);
-        sqlite3_clear_bindings(o->ins);
-        if (rc == SQLITE_CONSTRAINT && o->empty_start) {
+    if (o->empty_start)
+        rc = -ENOENT;
+    else
+        rc = store_import_order_find(o->so, order_id, &old);
+    if (rc == -ENOENT) {
+        struct store_import_order add = {0, order_id, cid, cents, currency, ordered_at};
+        rc = store_import_order_add(o->so, &add, &oid);
+        if (rc == -EEXIST && o->empty_start) {
             /* The file names this order twice: find the first. */
-            sqlite3_bind_text(o->find, 1, order_id, -1, SQLITE_STATIC);
-            rc = sqlite3_step(o->find);
-            oid = rc == SQLITE_ROW ? sqlite3_column_int64(o->find, 0) : 0;
-            sqlite3_reset(o->find);
-            if (rc != SQLITE_ROW)
+            if (store_import_order_find(o->so, order_id, &old) < 0)
                 db_error(im, "looking up an order");
             else
-                dup_order(im, order_id, rowid_line(im, oid));
+                dup_order(im, order_id, rowid_line(im, old.id));
             goto done;
         }
-        if (rc != SQLITE_DONE) {
+        if (rc < 0) {
             db_error(im, "adding an order");
             goto done;
         }
-        rowid_line_set(im, sqlite3_last_insert_rowid(im->st->db), line);
+        rowid_line_set(im, oid, line);
         detail = order_detail(order_id, cents, currency);
-        sqlite3_bind_int64(o->tl_add, 1, cid);
-        sqlite3_bind_int64(o->tl_add, 2, at);
-        sqlite3_bind_text(o->tl_add, 3, detail, -1, SQLITE_STATIC);
-        if (!exec_stmt(im, o->tl_add, "adding to the timeline"))
+        if (store_import_order_timeline_add(o->so, cid, at, detail) < 0) {
+            db_error(im, "adding to the timeline");
             goto done;
+        }
         ord_affect(o, cid);
         im->stats.inserted++;
         goto done;
     }
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(o->find);
+    if (rc < 0) {
         db_error(im, "looking up an order");
         goto done;
     }
-    oid = sqlite3_column_int64(o->find, 0);
+    oid = old.id;
     if (rowid_line(im, oid)) {
-        sqlite3_reset(o->find);
         dup_order(im, order_id, rowid_line(im, oid));
         goto done;
     }
     rowid_line_set(im, oid, line);
-    old_cid = sqlite3_column_int64(o->find, 1);
-    if (old_cid == cid && sqlite3_column_int64(o->find, 2) == cents &&
-        streq_null(col_text(o->find, 3), currency) &&
-        streq_null(col_text(o->find, 4), ordered_at)) {
-        sqlite3_reset(o->find);
+    if (old.customer_id == cid && old.amount_cents == cents &&
+        streq_null(old.currency, currency) && streq_null(old.ordered_at, ordered_at)) {
         im->stats.unchanged++;
         goto done;
     }
-    sqlite3_reset(o->find);
-    sqlite3_bind_int64(o->upd, 1, oid);
-    sqlite3_bind_int64(o->upd, 2, cid);
-    sqlite3_bind_int64(o->upd, 3, cents);
-    sqlite3_bind_text(o->upd, 4, currency, -1, SQLITE_STATIC);
-    sqlite3_bind_text(o->upd, 5, ordered_at, -1, SQLITE_STATIC);
-    if (!exec_stmt(im, o->upd, "updating an order"))
-        goto done;
+    {
+        struct store_import_order upd = {oid, NULL, cid, cents, currency, ordered_at};
+        if (store_import_order_update(o->so, &upd) < 0) {
+            db_error(im, "updating an order");
+            goto done;
+        }
+    }
     /* The order's timeline entry follows it: it tells what was bought, by
      * whom and when, so a corrected order corrects the entry. */
     detail = order_detail(order_id, cents, currency);
-    sqlite3_bind_int64(o->tl_upd, 1, cid);
-    sqlite3_bind_int64(o->tl_upd, 2, at);
-    sqlite3_bind_text(o->tl_upd, 3, detail, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(o->tl_upd, 4, old_cid);
-    sqlite3_bind_text(o->tl_upd, 5, order_id, -1, SQLITE_STATIC);
-    if (!exec_stmt(im, o->tl_upd, "updating the timeline"))
+    if (store_import_order_timeline_update(o->so, old.customer_id, order_id, cid, at, detail) <
+        0) {
+        db_error(im, "updating the timeline");
         goto done;
+    }
     /* An order moved to another customer changes both customers' stats. */
-    if (old_cid != cid)
-        ord_affect(o, old_cid);
+    if (old.customer_id != cid)
+        ord_affect(o, old.customer_id);
     ord_affect(o, cid);
     im->stats.updated++;
 done:
@@ -2091,7 +1971,7 @@ done:
 static int
 cmp_i64(const void *a, const void *b)
 {
-    sqlite3_int64 x = *(const sqlite3_int64 *)a, y = *(const sqlite3_int64 *)b;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
@@ -2102,7 +1982,7 @@ static int
 ord_finish(struct imp *im)
 {
     struct ord *o = im->kind;
-    sqlite3_int64 prev = 0;
+    int64_t prev = 0;
     if (o->idx && store_import_indexes_restore(im->st, o->idx) < 0) {
         db_error(im, "building the order indexes");
         return -EIO;
@@ -2122,9 +2002,10 @@ ord_finish(struct imp *im)
         if (i > 0 && o->affected[i] == prev)
             continue;
         prev = o->affected[i];
-        sqlite3_bind_int64(o->stats, 1, prev);
-        if (!exec_stmt(im, o->stats, "recomputing customer stats"))
+        if (store_import_customer_stats(o->so, prev) < 0) {
+            db_error(im, "recomputing customer stats");
             return -EIO;
+        }
     }
     return 0;
 }
@@ -2136,34 +2017,10 @@ ord_begin(struct imp *im, struct ord *o)
     im->kind = o;
     im->header = ord_header;
     im->row = ord_row;
-    if (!prepare(im, &o->cust, "SELECT id FROM customers WHERE ext_id = ?1") ||
-        !prepare(im, &o->find,
-                 "SELECT id, customer_id, amount_cents, currency, ordered_at FROM orders"
-                 " WHERE ext_id = ?1") ||
-        !prepare(im, &o->ins,
-                 "INSERT INTO orders (ext_id, customer_id, amount_cents, currency, ordered_at)"
-                 " VALUES (?1, ?2, ?3, ?4, ?5)") ||
-        !prepare(im, &o->upd,
-                 "UPDATE orders SET customer_id = ?2, amount_cents = ?3, currency = ?4,"
-                 " ordered_at = ?5 WHERE id = ?1") ||
-        !prepare(im, &o->tl_add,
-                 "INSERT INTO timeline (customer_id, at, kind, detail)"
-                 " VALUES (?1, ?2, 'order', ?3)") ||
-        !prepare(im, &o->tl_upd,
-                 "UPDATE timeline SET customer_id = ?1, at = ?2, detail = ?3"
-                 " WHERE customer_id = ?4 AND kind = 'order'"
-                 " AND json_extract(detail, '$.order_id') = ?5") ||
-        !prepare(im, &o->stats,
-                 "INSERT INTO customer_stats (customer_id, orders_count, total_cents,"
-                 " first_order_date, last_order_date)"
-                 " SELECT ?1, count(*), coalesce(sum(amount_cents), 0),"
-                 " min(substr(ordered_at, 1, 10)), max(substr(ordered_at, 1, 10))"
-                 " FROM orders WHERE customer_id = ?1"
-                 " ON CONFLICT (customer_id) DO UPDATE SET orders_count = excluded.orders_count,"
-                 " total_cents = excluded.total_cents,"
-                 " first_order_date = excluded.first_order_date,"
-                 " last_order_date = excluded.last_order_date"))
+    if (store_import_orders_open(im->st, &o->so) < 0) {
+        db_error(im, "preparing a statement");
         return;
+    }
     if (!imp_begin(im))
         return;
     n = store_import_is_empty(im->st, "orders");
@@ -2177,13 +2034,7 @@ ord_begin(struct imp *im, struct ord *o)
 static void
 ord_free(struct ord *o)
 {
-    sqlite3_finalize(o->cust);
-    sqlite3_finalize(o->find);
-    sqlite3_finalize(o->ins);
-    sqlite3_finalize(o->upd);
-    sqlite3_finalize(o->tl_add);
-    sqlite3_finalize(o->tl_upd);
-    sqlite3_finalize(o->stats);
+    store_import_orders_close(o->so);
     for (size_t i = 0; o->names && i < o->ncols; i++)
         free(o->names[i]);
     free(o->names);
