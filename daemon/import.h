@@ -61,8 +61,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "store.h"
 #include "util.h"
+
+struct store;
 
 struct import_stats {
     long rows;      /* data records read (the header and blank lines not counted) */

@@ -370,33 +370,28 @@ replay_line(struct store *st, const char *line, int64_t *applied)
      * message was in flight. */
     if (sscanf(line, "%63s %lld %lld %lld", owner, &token, &id, &at) != 4)
         return 0;
-    if (store_prepare(st, "INSERT INTO timeline (customer_id, at, kind, detail)"
-                          " SELECT customer_id, ?1, 'sent', channel || ' ' || rule || ' ('"
-                          " || occurrence || ')' FROM deliveries WHERE id = ?2"
-                          " AND state = 'sending' AND claim_owner = ?3 AND claim_token = ?4",
-                      &s) != SQLITE_OK)
-        return -EIO;
-    sqlite3_bind_int64(s, 1, at);
-    sqlite3_bind_int64(s, 2, id);
-    sqlite3_bind_text(s, 3, owner, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 4, token);
-    rc = sqlite3_step(s);
-    store_done(s);
-    if (rc != SQLITE_DONE)
-        return -EIO;
-    if (store_prepare(st, "UPDATE deliveries SET state = 'sent', sent_at = ?1, lease_until ="
-                          " NULL, last_error = NULL WHERE id = ?2 AND state = 'sending'"
-                          " AND claim_owner = ?3 AND claim_token = ?4",
-                      &s) != SQLITE_OK)
-        return -EIO;
-    sqlite3_bind_int64(s, 1, at);
-    sqlite3_bind_int64(s, 2, id);
-    sqlite3_bind_text(s, 3, owner, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 4, token);
-    rc = sqlite3_step(s);
-    store_done(s);
-    if (rc != SQLITE_DONE)
-        return -EIO;
+    /* Its timeline entry, then the row (both only under the line's claim). */
+    static const char *const sql[] = {
+        "INSERT INTO timeline (customer_id, at, kind, detail)"
+        " SELECT customer_id, ?1, 'sent', channel || ' ' || rule || ' (' || occurrence || ')'"
+        " FROM deliveries WHERE id = ?2 AND state = 'sending' AND claim_owner = ?3"
+        " AND claim_token = ?4",
+        "UPDATE deliveries SET state = 'sent', sent_at = ?1, lease_until = NULL,"
+        " last_error = NULL WHERE id = ?2 AND state = 'sending' AND claim_owner = ?3"
+        " AND claim_token = ?4",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        if (store_prepare(st, sql[i], &s) != SQLITE_OK)
+            return -EIO;
+        sqlite3_bind_int64(s, 1, at);
+        sqlite3_bind_int64(s, 2, id);
+        sqlite3_bind_text(s, 3, owner, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 4, token);
+        rc = sqlite3_step(s);
+        store_done(s);
+        if (rc != SQLITE_DONE)
+            return -EIO;
+    }
     *applied += sqlite3_changes(st->db);
     return 0;
 }
