@@ -57,7 +57,7 @@ if [ "${VALGRIND:-1}" = 1 ]; then
     echo "test: valgrind (plain debug build in build-vg)"
     cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >build-vg.cmake.log 2>&1 ||
         { cat build-vg.cmake.log; exit 1; }
-    vg_units="test_clock test_template test_audience test_store test_store_task test_email test_rules test_schedule test_outbox
+    vg_units="test_clock test_render test_http test_template test_audience test_store test_store_task test_email test_rules test_schedule test_outbox
         test_config test_snapshot test_policy test_blame test_evaluator test_calendar"
     # shellcheck disable=SC2086
     cmake --build build-vg -j "$jobs" --target nudgectl $vg_units >/dev/null

@@ -377,8 +377,8 @@ advance_step(struct daemon *d, void *ud)
     json_object_set_new(o, "from", jtime(w->from));
     json_object_set_new(o, "now", jtime(daemon_now(d)));
     json_object_set_new(o, "enqueued", json_integer(d->totals.enqueued - w->enq0));
-    json_object_set_new(o, "sent", json_integer(d->sent_total - w->sent0));
-    json_object_set_new(o, "failed", json_integer(d->failed_total - w->failed0));
+    json_object_set_new(o, "sent", json_integer(atomic_load(&d->sent_total) - w->sent0));
+    json_object_set_new(o, "failed", json_integer(atomic_load(&d->failed_total) - w->failed0));
     json_object_set_new(o, "queue", outbox_counts(d->st));
     reply_ok(w->c, o);
     conn_unref(w->c);
@@ -403,8 +403,8 @@ cmd_advance(struct conn *c, json_t *req)
     w->c = c;
     w->from = daemon_now(d);
     w->target = to;
-    w->sent0 = d->sent_total;
-    w->failed0 = d->failed_total;
+    w->sent0 = atomic_load(&d->sent_total);
+    w->failed0 = atomic_load(&d->failed_total);
     w->enq0 = d->totals.enqueued;
     c->refs++;
     /* First settle what is due now (an earlier advance may have left retries). */

@@ -124,7 +124,8 @@ struct daemon {
     int nchans;
     int jobs;                /* dispatch jobs running */
     struct waiter *waiters;  /* notified when evaluation and dispatch are idle */
-    long sent_total, failed_total;
+    /* Also read by the HTTP listener's thread (/metrics). */
+    atomic_long sent_total, failed_total;
 
     struct http_server *http;  /* health, metrics, unsubscribe; NULL if not configured */
     atomic_bool stopping;    /* read by workers: release instead of sending */

@@ -464,8 +464,8 @@ job_after(uv_work_t *w, int status)
     (void)status;
     s->busy = false;
     d->jobs--;
-    d->sent_total += s->sent;
-    d->failed_total += s->failed;
+    atomic_fetch_add(&d->sent_total, s->sent);
+    atomic_fetch_add(&d->failed_total, s->failed);
     ruleset_unref(s->rs);
     s->rs = NULL;
     s->probe = false;

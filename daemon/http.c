@@ -173,7 +173,7 @@ serve_metrics(struct http_server *h, struct MHD_Connection *c)
                     "# TYPE nudge_sent_total counter\nnudge_sent_total %ld\n"
                     "# HELP nudge_failed_total Failed attempts since start.\n"
                     "# TYPE nudge_failed_total counter\nnudge_failed_total %ld\n",
-                h->d->sent_total, h->d->failed_total);
+                atomic_load(&h->d->sent_total), atomic_load(&h->d->failed_total));
     dispatch_metrics(h->d, &b);
     r = send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", b.s);
     sbuf_free(&b);

@@ -116,11 +116,11 @@ to_hex(const unsigned char mac[32], char *out, size_t chars)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i;
-    for (i = 0; i < 32 && 2 * i + 1 < chars; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[chars < 64 ? chars : 64] = '\0';
+    if (chars > 64)
+        chars = 64;
+    for (i = 0; i < chars; i++)
+        out[i] = hex[i % 2 ? mac[i / 2] & 15 : mac[i / 2] >> 4];
+    out[chars] = '\0';
 }
 
 void

@@ -55,7 +55,8 @@ store_consent_withdraw(struct store *st, const char *ext_id, const char *channel
             "INSERT INTO consents (customer_id, channel, granted, updated_at, source)"
             " SELECT id, ?, 0, ?, ? FROM customers WHERE ext_id = ?"
             " ON CONFLICT (customer_id, channel) DO UPDATE SET granted = 0,"
-            " updated_at = excluded.updated_at, source = excluded.source",
+            " updated_at = excluded.updated_at, source = excluded.source"
+            " WHERE consents.granted IS NOT 0",
             -1, &s, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_bind_text(s, 1, channel, -1, SQLITE_STATIC);
@@ -79,6 +80,14 @@ store_consent_withdraw(struct store *st, const char *ext_id, const char *channel
             sqlite3_step(s);
             sqlite3_finalize(s);
         }
+    } else if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM customers WHERE ext_id = ?", -1, &s,
+                                  NULL) == SQLITE_OK) {
+        /* Withdrawn already (a second click): nothing changes, no new
+         * timeline entry; still a success for a customer who exists. */
+        sqlite3_bind_text(s, 1, ext_id, -1, SQLITE_STATIC);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            rc = 0;
+        sqlite3_finalize(s);
     }
     if (store_commit(st) < 0)
         return -EIO;

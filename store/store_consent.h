@@ -34,7 +34,8 @@ int store_send_blocked(struct store *st, int64_t customer_id, const char *channe
 /*
  * Withdraws the consent of the customer with ext_id for channel (granted 0,
  * updated at `at`, with `source`) and puts an 'unsubscribed' entry (detail)
- * on their timeline, in one transaction. 0, -ENOENT if there is no such
+ * on their timeline, in one transaction; a consent withdrawn already is
+ * left as it is (no second timeline entry). 0, -ENOENT if there is no such
  * customer, -EIO.
  */
 int store_consent_withdraw(struct store *st, const char *ext_id, const char *channel,

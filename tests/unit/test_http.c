@@ -462,6 +462,16 @@ post_withdraws_the_consent_at_once(void **state)
     /* Only that channel and that customer. */
     assert_int_equal(granted(f, 1, "sms"), 1);
     assert_int_equal(granted(f, 3, "email"), 1);
+    /* A second click later changes nothing: same answer, no new entry. */
+    clock_set(&f->d.clock, iso("2027-03-03T10:00:00Z"));
+    assert_int_equal(request("POST", url, "", &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    s = sql_text(f->st, "SELECT source || ' ' || updated_at FROM consents WHERE customer_id = 1"
+                        " AND channel = 'email'");
+    assert_string_equal(s, "unsubscribe-link 2027-03-02T08:30:00Z");
+    free(s);
+    assert_int_equal(timeline_count(f), 1);
     free(url);
 }
 
