@@ -477,6 +477,9 @@ main(void)
         cmocka_unit_test_setup_teardown(stale_socket_is_replaced_and_other_files_are_left_alone,
                                         setup, teardown),
     };
+    int failed;
     log_set_level(3);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tdaemon_release_pool_threads();
+    return failed;
 }

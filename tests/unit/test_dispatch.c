@@ -366,6 +366,9 @@ main(void)
         cmocka_unit_test_setup_teardown(
             check_refuses_an_unknown_transport_naming_it_and_the_choices, setup, teardown),
     };
+    int failed;
     log_set_level(3);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tdaemon_release_pool_threads();
+    return failed;
 }
