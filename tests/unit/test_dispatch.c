@@ -17,11 +17,13 @@
  *  - dispatch_check refuses an unknown transport, naming it, the channel,
  *    nudge.yaml's line and the transports there are.
  *
- * Not covered: the pause on a sender fault. The spool and task transports
- * never blame the sender (only smtp and the HTTP transports do), and the
- * backend table (channel_backends) is fixed at build time, so no backend
- * reachable without a network peer produces one; test_email.c and
- * test_http_channel.c cover the blame itself.
+ *  - a sender fault pauses the channel: the spool never blames the sender,
+ *    so this one runs the smtp transport against a small SMTP server on
+ *    127.0.0.1 in a thread of the test that refuses MAIL FROM with 5.7.1:
+ *    the delivery waits (retry), nobody is suppressed, no claims during the
+ *    pause, one probe message after it, a doubled pause when the probe
+ *    fails too, and dispatch_resume sends it at once once the server
+ *    accepts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,7 +31,13 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +363,231 @@ check_refuses_an_unknown_transport_naming_it_and_the_choices(void **state)
     assert_int_equal(dispatch_check(t->d.cfg, &err), 0);
 }
 
+/* ---- a sender fault over SMTP ------------------------------------------ */
+
+/* An SMTP server on 127.0.0.1 (one session at a time): refuses MAIL FROM
+ * with 550 5.7.1 (the sender's fault) until told to accept. */
+struct smtpd {
+    int fd;
+    int port;
+    pthread_t th;
+    atomic_bool accept_mail;
+    atomic_bool stop;
+    atomic_int mail_from; /* MAIL FROM commands seen */
+    atomic_int stored;    /* messages accepted */
+};
+
+static void
+smtpd_say(int fd, const char *s)
+{
+    (void)!send(fd, s, strlen(s), MSG_NOSIGNAL);
+}
+
+static void
+smtpd_session(struct smtpd *s, int fd)
+{
+    FILE *in = fdopen(dup(fd), "r");
+    char line[2048];
+    bool data = false;
+    if (!in)
+        return;
+    smtpd_say(fd, "220 test ESMTP\r\n");
+    while (fgets(line, sizeof(line), in)) {
+        if (data) {
+            if (!strcmp(line, ".\r\n")) {
+                data = false;
+                atomic_fetch_add(&s->stored, 1);
+                smtpd_say(fd, "250 2.0.0 Ok: stored\r\n");
+            }
+            continue;
+        }
+        if (!strncasecmp(line, "EHLO", 4) || !strncasecmp(line, "HELO", 4))
+            smtpd_say(fd, "250 test\r\n");
+        else if (!strncasecmp(line, "MAIL", 4)) {
+            atomic_fetch_add(&s->mail_from, 1);
+            smtpd_say(fd, atomic_load(&s->accept_mail)
+                              ? "250 2.1.0 Ok\r\n"
+                              : "550 5.7.1 Sender address rejected: not authorised\r\n");
+        } else if (!strncasecmp(line, "RCPT", 4))
+            smtpd_say(fd, "250 2.1.5 Ok\r\n");
+        else if (!strncasecmp(line, "DATA", 4)) {
+            data = true;
+            smtpd_say(fd, "354 End data with <CR><LF>.<CR><LF>\r\n");
+        } else if (!strncasecmp(line, "QUIT", 4)) {
+            smtpd_say(fd, "221 2.0.0 Bye\r\n");
+            break;
+        } else
+            smtpd_say(fd, "250 2.0.0 Ok\r\n"); /* RSET, NOOP */
+    }
+    fclose(in);
+}
+
+static void *
+smtpd_main(void *arg)
+{
+    struct smtpd *s = arg;
+    for (;;) {
+        int fd = accept(s->fd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR && !atomic_load(&s->stop))
+                continue;
+            break;
+        }
+        smtpd_session(s, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* Listening before it returns: no waiting for the server to come up. */
+static void
+smtpd_start(struct smtpd *s)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->fd >= 0);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s->fd, 8), 0);
+    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &alen), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&s->th, NULL, smtpd_main, s), 0);
+}
+
+static void
+smtpd_stop(struct smtpd *s)
+{
+    atomic_store(&s->stop, true);
+    shutdown(s->fd, SHUT_RDWR); /* wakes accept() */
+    pthread_join(s->th, NULL);
+    close(s->fd);
+}
+
+static json_t *
+email_pause(struct tdaemon *t)
+{
+    json_t *chans = dispatch_channels_json(&t->d);
+    json_t *e = json_incref(json_object_get(chans, "email"));
+    json_decref(chans);
+    assert_non_null(e);
+    return e;
+}
+
+static void
+sender_fault_pauses_the_channel_then_probes_then_resumes(void **state)
+{
+    struct smtpd srv;
+    struct tdaemon *t;
+    struct store *st;
+    struct nerr err;
+    json_t *e;
+    char *yml;
+    (void)state;
+    memset(&srv, 0, sizeof(srv));
+    smtpd_start(&srv);
+    yml = xasprintf("channels:\n"
+                    "  email:\n"
+                    "    transport: smtp\n"
+                    "    host: 127.0.0.1\n"
+                    "    port: %d\n"
+                    "    starttls: \"no\"\n"
+                    "    from: \"Shop <shop@example.com>\"\n"
+                    "    timeout: 10\n"
+                    "    concurrency: 1\n"
+                    "  sms: { transport: spool }\n"
+                    "  webhook: { transport: spool }\n",
+                    srv.port);
+    t = tdaemon_new("dispatch-smtp", yml, iso(NOW));
+    free(yml);
+    st = t->d.st;
+    tdaemon_rules(t, "bday.yaml", birthday_rule, "bday.subject", "Happy birthday, {{first_name}}\n",
+                  "bday.txt", "Dear {{first_name}}, happy birthday!\n", (const char *)NULL);
+    tdaemon_load(t);
+    sql(st, "INSERT INTO customers (id, ext_id, first_name, email, birthday, tz) VALUES"
+            " (1, 'c1', 'Li', 'li@example.com', '1990-03-10', 'Asia/Shanghai'),"
+            " (2, 'c2', 'Ann', 'ann@example.com', '1988-03-10', 'UTC');"
+            "INSERT INTO consents (customer_id, channel, granted) VALUES"
+            " (1, 'email', 1), (2, 'email', 1);");
+    {
+        struct evaluator ev = {st, t->d.cfg, {NULL, false}, NULL, false};
+        struct eval_stats stats = {0, 0, 0};
+        assert_int_equal(evaluate_window(&ev, ruleset_find(t->d.rs, "bday"),
+                                         iso("2027-03-09T00:00:00Z"), iso(NOW), iso(NOW), NULL,
+                                         NULL, &stats),
+                         0);
+        assert_int_equal(stats.enqueued, 2);
+    }
+    nerr_clear(&err);
+    if (dispatch_open(&t->d, &err) < 0)
+        fail_msg("dispatch_open: %s", err.msg);
+
+    /* The server refuses the sender: both wait, nobody is suppressed, the
+     * channel pauses for a minute. */
+    tdaemon_settle(t);
+    assert_string_equal(state_of(st, 1), "retry");
+    assert_string_equal(state_of(st, 2), "retry");
+    assert_int_equal(sql_int(st, "SELECT count(*) FROM suppressions"), 0);
+    assert_non_null(
+        strstr(sql_text(st, "SELECT last_error FROM deliveries WHERE customer_id = 1"), "5.7.1"));
+    assert_int_equal(t->d.sent_total, 0);
+    e = email_pause(t);
+    assert_true(json_is_true(json_object_get(e, "paused")));
+    assert_non_null(strstr(json_string_value(json_object_get(e, "reason")), "5.7.1"));
+    assert_int_equal(json_integer_value(json_object_get(e, "pauses")), 1);
+    assert_string_equal(json_string_value(json_object_get(e, "until")), "2027-03-10T10:01:00Z");
+    json_decref(e);
+    {
+        /* /metrics says so too. */
+        struct sbuf m;
+        sbuf_init(&m);
+        dispatch_metrics(&t->d, &m);
+        assert_non_null(strstr(m.s, "nudge_channel_paused{channel=\"email\"} 1"));
+        sbuf_free(&m);
+    }
+
+    /* Past the rows' backoff but inside the pause: nothing is claimed. */
+    {
+        int tried = atomic_load(&srv.mail_from);
+        clock_set(&t->d.clock, iso("2027-03-10T10:00:50Z"));
+        sql(st, "UPDATE deliveries SET next_attempt_at = 0");
+        tdaemon_settle(t);
+        assert_int_equal(atomic_load(&srv.mail_from), tried);
+        assert_int_equal(sql_int(st, "SELECT sum(attempts) FROM deliveries"), 2);
+
+        /* The pause ran out: one probe message, refused again: the pause
+         * doubles. */
+        clock_set(&t->d.clock, iso("2027-03-10T10:01:00Z"));
+        tdaemon_settle(t);
+        assert_int_equal(atomic_load(&srv.mail_from), tried + 1);
+        assert_int_equal(sql_int(st, "SELECT sum(attempts) FROM deliveries"), 3);
+    }
+    e = email_pause(t);
+    assert_true(json_is_true(json_object_get(e, "paused")));
+    assert_int_equal(json_integer_value(json_object_get(e, "pauses")), 2);
+    assert_string_equal(json_string_value(json_object_get(e, "until")), "2027-03-10T10:03:00Z");
+    json_decref(e);
+
+    /* The operator fixes the server and reloads: resumed at once, the
+     * waiting deliveries go now. */
+    atomic_store(&srv.accept_mail, true);
+    dispatch_resume(&t->d, "the test fixed the server");
+    tdaemon_settle(t);
+    assert_string_equal(state_of(st, 1), "sent");
+    assert_string_equal(state_of(st, 2), "sent");
+    assert_int_equal(atomic_load(&srv.stored), 2);
+    assert_int_equal(t->d.sent_total, 2);
+    assert_int_equal(sql_int(st, "SELECT count(*) FROM timeline WHERE kind = 'sent'"), 2);
+    e = email_pause(t);
+    assert_true(json_is_false(json_object_get(e, "paused")));
+    json_decref(e);
+
+    tdaemon_free(t); /* closes the SMTP session */
+    smtpd_stop(&srv);
+}
+
 int
 main(void)
 {
@@ -365,6 +598,7 @@ main(void)
             failed_spool_write_is_retried_without_pausing_or_suppressing, setup, teardown),
         cmocka_unit_test_setup_teardown(
             check_refuses_an_unknown_transport_naming_it_and_the_choices, setup, teardown),
+        cmocka_unit_test(sender_fault_pauses_the_channel_then_probes_then_resumes),
     };
     int failed;
     log_set_level(3);
