@@ -57,8 +57,9 @@ if [ "${VALGRIND:-1}" = 1 ]; then
     echo "test: valgrind (plain debug build in build-vg)"
     cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >build-vg.cmake.log 2>&1 ||
         { cat build-vg.cmake.log; exit 1; }
-    vg_units="test_clock test_render test_http test_template test_audience test_store test_store_task test_email test_rules test_schedule test_outbox
-        test_config test_snapshot test_policy test_blame test_evaluator test_calendar"
+    vg_units="test_clock test_render test_http test_template test_audience test_store test_store_task
+        test_email test_rules test_schedule test_outbox test_config test_snapshot test_policy test_blame
+        test_evaluator test_calendar test_dispatch test_admin"
     # shellcheck disable=SC2086
     cmake --build build-vg -j "$jobs" --target nudgectl $vg_units >/dev/null
     vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
