@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -217,11 +218,35 @@ static const char *const text_cols[N_TEXT] = {
 
 enum col_kind { K_IGNORE, K_ID, K_TEXT, K_TAGS, K_CREATED_AT, K_CONSENT, K_ATTR };
 
-/* Every column name with a meaning, for "did you mean". */
-static const char *const known_cols[] = {
-    "id",   "name",  "first_name", "email",         "phone",       "birthday",   "tz",
-    "tier", "owner", "tags",       "consent_email", "consent_sms", "created_at", NULL,
+/* Every column name with a meaning, for "did you mean": these, and
+ * consent_<name> for each consent the channel registry knows. */
+static const char *const fixed_cols[] = {
+    "id", "name", "first_name", "email", "phone", "birthday", "tz", "tier", "owner", "tags",
+    "created_at",
 };
+#define N_FIXED_COLS (sizeof(fixed_cols) / sizeof(fixed_cols[0]))
+static const char *known_cols[N_FIXED_COLS + 16 + 1];
+static char consent_cols[16][48];
+static char consent_expected[256]; /* "consent_email, consent_sms" */
+static pthread_once_t known_once = PTHREAD_ONCE_INIT;
+
+static void
+known_init(void)
+{
+    const char *const *c = channel_consent_names();
+    size_t n = 0, k = 0, len = 0;
+    for (; n < N_FIXED_COLS; n++)
+        known_cols[n] = fixed_cols[n];
+    for (; c[k] && k < 16; k++) {
+        snprintf(consent_cols[k], sizeof(consent_cols[k]), "consent_%s", c[k]);
+        known_cols[n++] = consent_cols[k];
+        len += (size_t)snprintf(consent_expected + len, sizeof(consent_expected) - len, "%s%s",
+                                k ? ", " : "", consent_cols[k]);
+        if (len >= sizeof(consent_expected))
+            len = sizeof(consent_expected) - 1;
+    }
+    known_cols[n] = NULL;
+}
 
 struct ccol {
     enum col_kind kind;
@@ -275,6 +300,7 @@ column_hint(const char *col)
     for (size_t i = 0; i < sizeof(col_aliases) / sizeof(col_aliases[0]); i++)
         if (strcmp(col, col_aliases[i][0]) == 0)
             return col_aliases[i][1];
+    pthread_once(&known_once, known_init);
     return imp_misspelt(col, known_cols);
 }
 
@@ -346,10 +372,10 @@ cust_header(struct imp *im, char **fv, size_t nf)
                 if (!(is_alpha(*p) || is_digit(*p) || *p == '_' || *p == '-'))
                     ok = false;
             if (!ok) {
+                pthread_once(&known_once, known_init);
                 imp_error(im, im->rec_line,
-                          "column '%s' does not name a channel (expected consent_email, "
-                          "consent_sms, ...)",
-                          imp_show(im, n));
+                          "column '%s' does not name a channel (expected %s, ...)",
+                          imp_show(im, n), consent_expected);
                 cc->kind = K_IGNORE;
                 continue;
             }
