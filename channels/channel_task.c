@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "calendar.h"
+#include "channel_registry.h"
 #include "channel_spool.h"
 #include "log.h"
 #include "store.h"
@@ -59,6 +60,22 @@ struct task_state {
     json_t *mail_to;            /* notify.email: assignee -> address */
     char *hook_url;             /* notify.webhook.url */
 };
+
+/* The channels notifications go out on, as the registry names them: the
+ * one whose address is an email address, and the one whose address is a
+ * URL. (The notify: keys in nudge.yaml, email and webhook, are the
+ * documented names of the two ways.) */
+static const char *
+mail_channel(void)
+{
+    return channel_info_by_address(CHAN_ADDR_EMAIL)->name;
+}
+
+static const char *
+hook_channel(void)
+{
+    return channel_info_by_address(CHAN_ADDR_URL)->name;
+}
 
 static const char *const task_channels[] = {"task", NULL};
 
@@ -162,7 +179,7 @@ notify_open(struct task_state *t, const char *channel, json_t *settings, struct 
             nerr_hint(err, "add channels.email (e.g. { transport: smtp, host: ..., from: ... })");
             return -EINVAL;
         }
-        if (notifier_open(&t->mail, transport ? transport : "spool", "email", email, settings,
+        if (notifier_open(&t->mail, transport ? transport : "spool", mail_channel(), email, settings,
                           err) < 0)
             return -EINVAL;
         t->mail_to = json_incref(mail);
@@ -182,7 +199,7 @@ notify_open(struct task_state *t, const char *channel, json_t *settings, struct 
         copy = json_deep_copy(hook);
         json_object_del(copy, "url");
         json_object_set_new(copy, "transport", json_string("http"));
-        rc = notifier_open(&t->hook, "http", "webhook", copy, settings, err);
+        rc = notifier_open(&t->hook, "http", hook_channel(), copy, settings, err);
         json_decref(copy);
         if (rc < 0)
             return -EINVAL;
@@ -335,7 +352,7 @@ send_mail(struct task_state *t, const struct nudge_message *m, const struct task
                 "When it is done: nudgectl task done %" PRId64 " --outcome \"...\"\n",
                 k->kind, k->assignee, k->note, name ? name : "", cid, phone ? phone : "-",
                 email ? email : "-", due, m->rule, k->id);
-    e = notice(m, "email", to, mkey, doc);
+    e = notice(m, mail_channel(), to, mkey, doc);
     e.to_name = k->assignee;
     e.subject = subject.s;
     e.text = text.s;
@@ -350,7 +367,7 @@ static void
 send_hook(struct task_state *t, const struct nudge_message *m, const char *key, json_t *doc,
           struct send_result *r)
 {
-    struct nudge_message h = notice(m, "webhook", t->hook_url, key, doc);
+    struct nudge_message h = notice(m, hook_channel(), t->hook_url, key, doc);
     memset(r, 0, sizeof(*r));
     t->hook.be->send(t->hook.state, &h, 1, r);
 }
