@@ -427,6 +427,11 @@ dispatch_channels_json(struct daemon *d)
 void
 dispatch_metrics(struct daemon *d, struct sbuf *out)
 {
+    sbuf_printf(out, "# HELP nudge_sent_total Messages sent since start.\n"
+                     "# TYPE nudge_sent_total counter\nnudge_sent_total %ld\n"
+                     "# HELP nudge_failed_total Failed attempts since start.\n"
+                     "# TYPE nudge_failed_total counter\nnudge_failed_total %ld\n",
+                atomic_load(&d->sent_total), atomic_load(&d->failed_total));
     sbuf_adds(out, "# HELP nudge_channel_paused 1 while a sender or configuration fault keeps"
                    " the channel paused (reason: nudgectl status).\n"
                    "# TYPE nudge_channel_paused gauge\n");

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "daemon.h"
+#include "clock.h"
+#include "config.h"
 #include "log.h"
 #include "outbox.h"
 #include "render.h"
@@ -22,7 +23,7 @@
 struct http_server {
     struct MHD_Daemon *mhd;
     struct store *st;   /* this thread's connection */
-    struct daemon *d;   /* for the secret and the clock */
+    struct http_env env; /* what it reads of the daemon (http.h) */
 };
 
 /* Per-request state: a POST body is read in pieces before we answer. */
@@ -88,7 +89,7 @@ page(struct MHD_Connection *c, unsigned status, const char *title, const char *b
 }
 
 static bool
-token_ok(const struct daemon *d, const char *id, const char *ch, const char *tok)
+token_ok(const struct http_env *d, const char *id, const char *ch, const char *tok)
 {
     char want[40];
     if (!id || !ch || !tok)
@@ -108,7 +109,7 @@ static int
 unsubscribe(struct http_server *h, const char *id, const char *ch)
 {
     char *detail = xasprintf("%s, by the link in a message", ch);
-    int rc = store_consent_withdraw(h->st, id, ch, "unsubscribe-link", daemon_now(h->d), detail);
+    int rc = store_consent_withdraw(h->st, id, ch, "unsubscribe-link", clock_now(h->env.clock), detail);
     free(detail);
     return rc;
 }
@@ -122,7 +123,7 @@ serve_unsubscribe(struct http_server *h, struct MHD_Connection *c, bool post)
     char *eid, *ech, *etok, *html;
     enum MHD_Result r;
     int rc;
-    if (!token_ok(h->d, id, ch, tok))
+    if (!token_ok(&h->env, id, ch, tok))
         return page(c, MHD_HTTP_FORBIDDEN, "Link not valid",
                     "<p>This unsubscribe link is incomplete or has been altered. Please use the "
                     "link from the message exactly as it arrived.</p>");
@@ -169,12 +170,7 @@ serve_metrics(struct http_server *h, struct MHD_Connection *c)
         sbuf_printf(&b, "nudge_deliveries{state=\"%s\"} %lld\n", k,
                     (long long)json_integer_value(v));
     json_decref(counts);
-    sbuf_printf(&b, "# HELP nudge_sent_total Messages sent since start.\n"
-                    "# TYPE nudge_sent_total counter\nnudge_sent_total %ld\n"
-                    "# HELP nudge_failed_total Failed attempts since start.\n"
-                    "# TYPE nudge_failed_total counter\nnudge_failed_total %ld\n",
-                atomic_load(&h->d->sent_total), atomic_load(&h->d->failed_total));
-    dispatch_metrics(h->d, &b);
+    h->env.metrics(h->env.ud, &b);
     r = send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", b.s);
     sbuf_free(&b);
     return r;
@@ -208,7 +204,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
     }
     if (!strcmp(url, "/health") && !post) {
         int64_t n = 0;
-        if (outbox_unsettled(h->st, daemon_now(h->d), &n) < 0)
+        if (outbox_unsettled(h->st, clock_now(h->env.clock), &n) < 0)
             return send_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
                              "{\"status\":\"store unavailable\"}\n");
         char *j = xasprintf("{\"status\":\"ok\",\"due\":%lld}\n", (long long)n);
@@ -237,9 +233,10 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestT
 }
 
 int
-http_start(struct daemon *d, struct http_server **out, struct nerr *err)
+http_start(const struct http_env *env, struct http_server **out, struct nerr *err)
 {
-    const char *listen = d->cfg->http_listen;
+    const struct config *cfg = env->cfg;
+    const char *listen = cfg->http_listen;
     const char *colon = strrchr(listen, ':');
     struct sockaddr_in sa;
     struct http_server *h;
@@ -250,14 +247,14 @@ http_start(struct daemon *d, struct http_server **out, struct nerr *err)
     sa.sin_family = AF_INET;
     snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
     if (parse_int_range(colon + 1, 1, 65535, &port) < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        nerr_set(err, d->cfg->file, 0, 0, "http.listen '%s' is not IPV4ADDRESS:PORT", listen);
+        nerr_set(err, cfg->file, 0, 0, "http.listen '%s' is not IPV4ADDRESS:PORT", listen);
         nerr_hint(err, "e.g. http: { listen: \"127.0.0.1:8025\" }");
         return -EINVAL;
     }
     sa.sin_port = htons((uint16_t)port);
     h = xcalloc(1, sizeof(*h));
-    h->d = d;
-    if (store_open(d->cfg->database, &h->st, err) < 0) {
+    h->env = *env;
+    if (store_open(cfg->database, &h->st, err) < 0) {
         free(h);
         return -EIO;
     }
@@ -267,7 +264,7 @@ http_start(struct daemon *d, struct http_server **out, struct nerr *err)
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
     if (!h->mhd) {
-        nerr_set(err, d->cfg->file, 0, 0, "cannot listen on %s for HTTP", listen);
+        nerr_set(err, cfg->file, 0, 0, "cannot listen on %s for HTTP", listen);
         nerr_hint(err, "is the port in use? change http.listen in nudge.yaml");
         store_close(h->st);
         free(h);

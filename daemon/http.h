@@ -20,10 +20,23 @@
 
 #include "util.h"
 
-struct daemon;
+struct config;
+struct nclock;
 struct http_server;
 
-int http_start(struct daemon *d, struct http_server **out, struct nerr *err);
+/* What the listener needs of the daemon, all safe to use from its own
+ * thread: it knows nothing else of it (no struct daemon). */
+struct http_env {
+    const struct config *cfg;   /* http.listen, database (its own connection) */
+    const char *secret;         /* the installation secret behind the tokens */
+    const struct nclock *clock; /* the daemon's clock (atomic) */
+    /* Appends the dispatcher's metrics (Prometheus text: counters, paused
+     * channels) to out; called on the listener's thread. */
+    void (*metrics)(void *ud, struct sbuf *out);
+    void *ud;
+};
+
+int http_start(const struct http_env *env, struct http_server **out, struct nerr *err);
 void http_stop(struct http_server *h);
 
 #endif

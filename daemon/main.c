@@ -75,6 +75,13 @@ on_term(uv_signal_t *s, int sig)
 
 /* ---- start-up ------------------------------------------------------------ */
 
+/* /metrics asks the dispatcher (http.h: the listener sees no struct daemon). */
+static void
+http_metrics(void *ud, struct sbuf *out)
+{
+    dispatch_metrics(ud, out);
+}
+
 /* This run's id (32 hex digits): the owner of every claim it makes. */
 static int
 instance_id(char *out, size_t size)
@@ -152,6 +159,7 @@ main(int argc, char **argv)
     bool have_now = false;
     struct daemon d;
     struct nerr err;
+    struct http_env http_env;
     char buf[4096];
     int c;
     uint64_t wd_usec = 0;
@@ -268,7 +276,8 @@ main(int argc, char **argv)
         snprintf(n, sizeof(n), "%d", threads > 128 ? 128 : threads);
         setenv("UV_THREADPOOL_SIZE", n, 1);
     }
-    if (d.cfg->http_listen && http_start(&d, &d.http, &err) < 0)
+    http_env = (struct http_env){d.cfg, d.secret, &d.clock, http_metrics, &d};
+    if (d.cfg->http_listen && http_start(&http_env, &d.http, &err) < 0)
         goto fail;
     d.exit_code = 0;
 

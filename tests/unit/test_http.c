@@ -7,10 +7,11 @@
  * or RFC 8058 one-click), and is refused when forged. http_stop closes the
  * port.
  *
- * The listener reads only cfg (http.listen, database), secret, clock,
- * sent_total/failed_total and the channels' names and pause state (for
- * dispatch_metrics) from struct daemon: the fixture sets those and nothing
- * of the loop or the dispatcher.
+ * The listener sees no struct daemon, only its struct http_env (http.h):
+ * cfg (http.listen, database), secret, clock, and a metrics callback. The
+ * fixture points that callback at the real dispatch_metrics over a struct
+ * daemon holding counters and two channels' names and pause state, and
+ * nothing of the loop or the dispatcher.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,6 +46,7 @@ struct fx {
     char dir[64];
     struct store *st; /* the test's own connection */
     struct config *cfg;
+    struct http_env env; /* what the listener sees of d */
     struct daemon d;
     struct http_server *http;
     char base[64]; /* http://127.0.0.1:PORT */
@@ -101,6 +103,12 @@ free_port(void)
     return port;
 }
 
+static void
+metrics(void *ud, struct sbuf *out)
+{
+    dispatch_metrics(ud, out);
+}
+
 static int
 setup(void **state)
 {
@@ -115,6 +123,7 @@ setup(void **state)
     f->d.cfg = f->cfg;
     f->d.secret = xstrdup(SECRET);
     clock_init_frozen(&f->d.clock, iso(NOW));
+    f->env = (struct http_env){f->cfg, f->d.secret, &f->d.clock, metrics, &f->d};
     f->d.sent_total = 5;
     f->d.failed_total = 2;
     f->d.nchans = 2;
@@ -132,7 +141,7 @@ setup(void **state)
         free(f->cfg->public_url);
         f->cfg->public_url = xstrdup(f->base);
         nerr_clear(&err);
-        rc = http_start(&f->d, &f->http, &err);
+        rc = http_start(&f->env, &f->http, &err);
         if (rc < 0 && rc != -EADDRINUSE)
             break;
     }
