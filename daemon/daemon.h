@@ -167,8 +167,8 @@ void dispatch_resume(struct daemon *d, const char *why);
  * {"email": {"transport": "smtp", "paused": true, "reason": "...",
  * "since": T, "until": T}, ...}. Safe from any thread. */
 json_t *dispatch_channels_json(struct daemon *d);
-/* Prometheus lines: the sent and failed totals, nudge_channel_paused{channel="..."} 0|1. Safe from any
- * thread. */
+/* Prometheus lines: the sent and failed totals and
+ * nudge_channel_paused{channel="..."} 0|1. Safe from any thread. */
 void dispatch_metrics(struct daemon *d, struct sbuf *out);
 
 /* admin.c */
