@@ -1,8 +1,10 @@
 /*
  * import_orders.c: the orders file (see import.h for its columns): each row
- * checked, its customer found, the order added or corrected with its
- * timeline entry through store_import.h, and the stats of every customer
- * whose orders changed recomputed before the commit.
+ * checked, its customer found, the order added or corrected through
+ * store_import.h, and the stats of every customer whose orders changed
+ * recomputed before the commit. Orders are not copied to the timeline: it
+ * holds what nudge did and what has no table of its own, and a customer's
+ * history reads orders from their table.
  */
 #include "import_csv.h"
 
@@ -164,71 +166,6 @@ ord_affect(struct ord *o, int64_t cid)
     o->affected[o->naff++] = cid;
 }
 
-/* The timeline entry of an order, as sorted compact JSON. */
-static bool
-json_plain(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' || (unsigned char)*s >= 0x7F)
-            return false;
-    return true;
-}
-
-static char *
-put(char *w, const char *s, size_t n)
-{
-    memcpy(w, s, n);
-    return w + n;
-}
-
-/*
- * {"amount_cents":N,"currency":"C","order_id":"O"} by hand: formatting it
- * with snprintf took more instructions per order than anything of the
- * import's own but the SQLite statements.
- */
-static char *
-order_detail_plain(const char *order_id, int64_t cents, const char *currency)
-{
-    static const char k1[] = "{\"amount_cents\":", k2[] = ",\"currency\":\"",
-                      k3[] = "\",\"order_id\":\"", k4[] = "\"}";
-    char num[24], *p = num + sizeof(num), *out, *w;
-    uint64_t u = cents < 0 ? 0 - (uint64_t)cents : (uint64_t)cents;
-    size_t nn, nc = strlen(currency), no = strlen(order_id);
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (cents < 0)
-        *--p = '-';
-    nn = (size_t)(num + sizeof(num) - p);
-    out = w = xmalloc(sizeof(k1) + nn + sizeof(k2) + nc + sizeof(k3) + no + sizeof(k4));
-    w = put(w, k1, sizeof(k1) - 1);
-    w = put(w, p, nn);
-    w = put(w, k2, sizeof(k2) - 1);
-    w = put(w, currency, nc);
-    w = put(w, k3, sizeof(k3) - 1);
-    w = put(w, order_id, no);
-    w = put(w, k4, sizeof(k4) - 1);
-    *w = '\0';
-    return out;
-}
-
-static char *
-order_detail(const char *order_id, int64_t cents, const char *currency)
-{
-    json_t *d;
-    /* The usual ids need no escaping: written directly, byte for byte what
-     * jansson writes (sorted keys, compact), without building a tree per
-     * order. Anything else goes through jansson. */
-    if (json_plain(order_id) && json_plain(currency))
-        return order_detail_plain(order_id, cents, currency);
-    d = json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_cents", (json_int_t)cents,
-                  "currency", currency);
-    char *out = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(d);
-    return out ? out : xstrdup("{}");
-}
-
 static void
 dup_order(struct imp *im, const char *order_id, long first)
 {
@@ -249,7 +186,6 @@ ord_row(struct imp *im, char **fv, size_t nf)
     ntime_t at = 0;
     int64_t cid = 0, oid;
     struct store_import_order old;
-    char *detail = NULL;
     bool ok = true;
     int rc;
 
@@ -382,11 +318,6 @@ ord_row(struct imp *im, char **fv, size_t nf)
             goto done;
         }
         imp_rowid_line_set(im, oid, line);
-        detail = order_detail(order_id, cents, currency);
-        if (store_import_order_timeline_add(o->so, cid, at, detail) < 0) {
-            imp_db_error(im, "adding to the timeline");
-            goto done;
-        }
         ord_affect(o, cid);
         im->stats.inserted++;
         goto done;
@@ -413,20 +344,12 @@ ord_row(struct imp *im, char **fv, size_t nf)
             goto done;
         }
     }
-    /* The order's timeline entry follows it: it tells what was bought, by
-     * whom and when, so a corrected order corrects the entry. */
-    detail = order_detail(order_id, cents, currency);
-    if (store_import_order_timeline_update(o->so, old.customer_id, order_id, cid, at, detail) < 0) {
-        imp_db_error(im, "updating the timeline");
-        goto done;
-    }
     /* An order moved to another customer changes both customers' stats. */
     if (old.customer_id != cid)
         ord_affect(o, old.customer_id);
     ord_affect(o, cid);
     im->stats.updated++;
 done:
-    free(detail);
     imp_progress_tick(im);
 }
 

@@ -34,7 +34,9 @@
  *          rule, body TEXT NOT NULL, created_at)  -- a rule version as its deliveries
  *                                                 -- are sent (store_snapshot.h)
  *   suppressions(channel, address, reason, created_at) PRIMARY KEY(channel, address)
- *   timeline(id, customer_id, at, kind, detail)   -- what happened to a customer
+ *   timeline(id, customer_id, at, kind, detail)   -- what nudge did for a customer and
+ *                                                 -- what has no table of its own (orders
+ *                                                 -- are not copied here, since schema 9)
  *   rule_runs(rule PRIMARY KEY, evaluated_to)     -- scheduler progress, for catch-up
  *   rule_members(rule, customer_id, since)        -- who is inside an `entered` condition
  *   tasks(id, delivery_id UNIQUE, customer_id, rule, kind, assignee, note, due_at,
@@ -51,7 +53,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 /* An open database (a connection): opaque outside the store modules
  * (store_internal.h). */

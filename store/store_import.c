@@ -446,7 +446,7 @@ store_import_attribute_key(struct store_customers_import *ci, const char *key)
 
 struct store_orders_import {
     struct store *st;
-    sqlite3_stmt *cust, *find, *ins, *upd, *tl_add, *tl_upd, *stats;
+    sqlite3_stmt *cust, *find, *ins, *upd, *stats;
     struct sbuf found; /* the strings of the last order found */
 };
 
@@ -459,8 +459,6 @@ store_import_orders_close(struct store_orders_import *oi)
     sqlite3_finalize(oi->find);
     sqlite3_finalize(oi->ins);
     sqlite3_finalize(oi->upd);
-    sqlite3_finalize(oi->tl_add);
-    sqlite3_finalize(oi->tl_upd);
     sqlite3_finalize(oi->stats);
     sbuf_free(&oi->found);
     free(oi);
@@ -483,13 +481,6 @@ store_import_orders_open(struct store *st, struct store_orders_import **out)
         prepare(st, &oi->upd,
                 "UPDATE orders SET customer_id = ?2, amount_cents = ?3, currency = ?4,"
                 " ordered_at = ?5 WHERE id = ?1") < 0 ||
-        prepare(st, &oi->tl_add,
-                "INSERT INTO timeline (customer_id, at, kind, detail)"
-                " VALUES (?1, ?2, 'order', ?3)") < 0 ||
-        prepare(st, &oi->tl_upd,
-                "UPDATE timeline SET customer_id = ?1, at = ?2, detail = ?3"
-                " WHERE customer_id = ?4 AND kind = 'order'"
-                " AND json_extract(detail, '$.order_id') = ?5") < 0 ||
         prepare(st, &oi->stats,
                 "INSERT INTO customer_stats (customer_id, orders_count, total_cents,"
                 " first_order_date, last_order_date)"
@@ -569,29 +560,6 @@ store_import_order_update(struct store_orders_import *oi, const struct store_imp
     sqlite3_bind_text(oi->upd, 4, o->currency, -1, SQLITE_STATIC);
     sqlite3_bind_text(oi->upd, 5, o->ordered_at, -1, SQLITE_STATIC);
     return exec_stmt(oi->upd);
-}
-
-int
-store_import_order_timeline_add(struct store_orders_import *oi, int64_t customer_id, ntime_t at,
-                                const char *detail)
-{
-    sqlite3_bind_int64(oi->tl_add, 1, customer_id);
-    sqlite3_bind_int64(oi->tl_add, 2, at);
-    sqlite3_bind_text(oi->tl_add, 3, detail, -1, SQLITE_STATIC);
-    return exec_stmt(oi->tl_add);
-}
-
-int
-store_import_order_timeline_update(struct store_orders_import *oi, int64_t old_customer_id,
-                                   const char *order_ext_id, int64_t customer_id, ntime_t at,
-                                   const char *detail)
-{
-    sqlite3_bind_int64(oi->tl_upd, 1, customer_id);
-    sqlite3_bind_int64(oi->tl_upd, 2, at);
-    sqlite3_bind_text(oi->tl_upd, 3, detail, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(oi->tl_upd, 4, old_customer_id);
-    sqlite3_bind_text(oi->tl_upd, 5, order_ext_id, -1, SQLITE_STATIC);
-    return exec_stmt(oi->tl_upd);
 }
 
 int

@@ -149,16 +149,6 @@ int store_import_order_add(struct store_orders_import *oi, const struct store_im
 /* Overwrites every field of order o->id (ext_id unused). */
 int store_import_order_update(struct store_orders_import *oi, const struct store_import_order *o);
 
-/* Adds the timeline entry of a new order of customer_id at instant at;
- * detail is its JSON text. */
-int store_import_order_timeline_add(struct store_orders_import *oi, int64_t customer_id, ntime_t at,
-                                    const char *detail);
-/* Makes the timeline entry of order order_ext_id, so far on customer
- * old_customer_id, say customer_id, at and detail. */
-int store_import_order_timeline_update(struct store_orders_import *oi, int64_t old_customer_id,
-                                       const char *order_ext_id, int64_t customer_id, ntime_t at,
-                                       const char *detail);
-
 /* Recomputes customer_stats of customer_id from its orders (refunds count as
  * orders and reduce the total). */
 int store_import_customer_stats(struct store_orders_import *oi, int64_t customer_id);

@@ -208,6 +208,29 @@ schema4_outbox_migrates_to_one_state_index(void **state)
     store_close(st);
 }
 
+/* Schema 9 stops copying orders to the timeline; the copies a schema-8
+ * import made go, everything else on the timeline stays. */
+static void
+schema8_order_copies_leave_the_timeline(void **state)
+{
+    struct fixture *f = *state;
+    struct store *st = NULL;
+    struct nerr err;
+    nerr_clear(&err);
+    assert_int_equal(store_open_version(f->path, 8, &st, &err), 0);
+    assert_int_equal(store_exec(st, "INSERT INTO timeline (customer_id, at, kind, detail) VALUES"
+                                    " (1, 10, 'order', '{\"order_id\":\"A-1\"}'),"
+                                    " (1, 20, 'sent', 'email r (o)'),"
+                                    " (1, 30, 'unsubscribed', 'email')"),
+                     0);
+    store_close(st);
+    assert_int_equal(store_open(f->path, &st, &err), 0);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
+    assert_int_equal(query_int(st, "SELECT count(*) FROM timeline WHERE kind = 'order'"), 0);
+    assert_int_equal(query_int(st, "SELECT count(*) FROM timeline"), 2);
+    store_close(st);
+}
+
 static void
 newer_schema_is_refused_with_a_clear_error(void **state)
 {
@@ -275,6 +298,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(schema4_outbox_migrates_to_one_state_index, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(schema8_order_copies_leave_the_timeline, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused_with_a_clear_error, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(reopening_is_a_no_op, setup, teardown),
