@@ -1,7 +1,7 @@
 /*
  * store_import.h: the store side of bulk imports (import.c). The import
  * reads and checks the file; these functions look customers and orders up and
- * write them, with their tags, consents, timeline entries and stats, one row
+ * write them, with their tags, consents and stats, one row
  * at a time through statements prepared once per import, all inside the one
  * transaction (store_import_begin ... store_import_commit) that makes a file
  * all or nothing. Also the connection settings a big file is loaded with,
