@@ -265,19 +265,23 @@ cmd_status(struct conn *c, json_t *req)
 {
     struct daemon *d = c->d;
     json_t *o = json_object();
+    struct engine_stats es;
+    struct dispatch_stats ds;
     (void)req;
+    engine_stats(d, &es);
+    dispatch_stats(d, &ds);
     json_object_set_new(o, "version", json_string(NUDGE_VERSION));
-    json_object_set_new(o, "uptime", json_integer((json_int_t)(time(NULL) - d->started)));
+    json_object_set_new(o, "uptime", json_integer((json_int_t)(time(NULL) - es.started)));
     json_object_set_new(o, "now", jtime(daemon_now(d)));
     json_object_set_new(o, "frozen", json_boolean(clock_is_frozen(&d->clock)));
     json_object_set_new(o, "ruleset_version", json_integer((json_int_t)d->rs->version));
     json_object_set_new(o, "rules", json_integer((json_int_t)d->rs->n));
-    json_object_set_new(o, "last_tick", d->last_tick ? jtime(d->last_tick) : json_null());
+    json_object_set_new(o, "last_tick", es.last_tick ? jtime(es.last_tick) : json_null());
     json_object_set_new(o, "queue", outbox_counts(d->st));
-    json_object_set_new(o, "fires", json_integer(d->totals.fires));
-    json_object_set_new(o, "enqueued", json_integer(d->totals.enqueued));
-    json_object_set_new(o, "skipped_late", json_integer(d->totals.skipped_late));
-    json_object_set_new(o, "batches_running", json_integer(d->jobs));
+    json_object_set_new(o, "fires", json_integer(es.totals.fires));
+    json_object_set_new(o, "enqueued", json_integer(es.totals.enqueued));
+    json_object_set_new(o, "skipped_late", json_integer(es.totals.skipped_late));
+    json_object_set_new(o, "batches_running", json_integer(ds.batches));
     json_object_set_new(o, "channels", dispatch_channels_json(d));
     json_object_set_new(o, "database", json_string(d->cfg->database));
     json_object_set_new(o, "rules_dir", json_string(d->cfg->rules_dir));
@@ -357,6 +361,8 @@ static void
 advance_step(struct daemon *d, void *ud)
 {
     struct advance_wait *w = ud;
+    struct engine_stats es;
+    struct dispatch_stats ds;
     json_t *o;
     ntime_t now = daemon_now(d);
     if (now < w->target && !atomic_load(&d->stopping)) {
@@ -373,12 +379,14 @@ advance_step(struct daemon *d, void *ud)
         free(w);
         return;
     }
+    engine_stats(d, &es);
+    dispatch_stats(d, &ds);
     o = json_object();
     json_object_set_new(o, "from", jtime(w->from));
     json_object_set_new(o, "now", jtime(daemon_now(d)));
-    json_object_set_new(o, "enqueued", json_integer(d->totals.enqueued - w->enq0));
-    json_object_set_new(o, "sent", json_integer(atomic_load(&d->sent_total) - w->sent0));
-    json_object_set_new(o, "failed", json_integer(atomic_load(&d->failed_total) - w->failed0));
+    json_object_set_new(o, "enqueued", json_integer(es.totals.enqueued - w->enq0));
+    json_object_set_new(o, "sent", json_integer(ds.sent - w->sent0));
+    json_object_set_new(o, "failed", json_integer(ds.failed - w->failed0));
     json_object_set_new(o, "queue", outbox_counts(d->st));
     reply_ok(w->c, o);
     conn_unref(w->c);
@@ -389,6 +397,8 @@ static void
 cmd_advance(struct conn *c, json_t *req)
 {
     struct daemon *d = c->d;
+    struct engine_stats es;
+    struct dispatch_stats ds;
     struct advance_wait *w;
     ntime_t to;
     if (arg_time(c, req, "to", &to, true) < 0)
@@ -403,9 +413,11 @@ cmd_advance(struct conn *c, json_t *req)
     w->c = c;
     w->from = daemon_now(d);
     w->target = to;
-    w->sent0 = atomic_load(&d->sent_total);
-    w->failed0 = atomic_load(&d->failed_total);
-    w->enq0 = d->totals.enqueued;
+    engine_stats(d, &es);
+    dispatch_stats(d, &ds);
+    w->sent0 = ds.sent;
+    w->failed0 = ds.failed;
+    w->enq0 = es.totals.enqueued;
     c->refs++;
     /* First settle what is due now (an earlier advance may have left retries). */
     daemon_cycle(d);

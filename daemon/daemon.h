@@ -135,6 +135,14 @@ struct daemon {
 
 /* engine.c */
 ntime_t daemon_now(const struct daemon *d);
+/* What evaluation has done since start (loop thread). */
+struct engine_stats {
+    ntime_t started;   /* wall-clock start of this process */
+    ntime_t last_tick; /* the instant the last evaluation reached (0: none yet) */
+    long cycles;
+    struct eval_stats totals; /* fires, enqueued, skipped_late */
+};
+void engine_stats(const struct daemon *d, struct engine_stats *out);
 /* daemon_now for import_set_clock (ud: the daemon). */
 ntime_t engine_import_clock(void *ud);
 /* Starts the timers: tick and dispatch (running clock), watchdog (wd_usec > 0). */
@@ -167,6 +175,12 @@ void dispatch_resume(struct daemon *d, const char *why);
  * {"email": {"transport": "smtp", "paused": true, "reason": "...",
  * "since": T, "until": T}, ...}. Safe from any thread. */
 json_t *dispatch_channels_json(struct daemon *d);
+/* The dispatcher's counters since start (any thread). */
+struct dispatch_stats {
+    long sent, failed; /* messages sent, failed attempts */
+    int batches;       /* batches running now (loop thread's view) */
+};
+void dispatch_stats(struct daemon *d, struct dispatch_stats *out);
 /* Prometheus lines: the sent and failed totals and
  * nudge_channel_paused{channel="..."} 0|1. Safe from any thread. */
 void dispatch_metrics(struct daemon *d, struct sbuf *out);

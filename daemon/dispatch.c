@@ -425,6 +425,14 @@ dispatch_channels_json(struct daemon *d)
 }
 
 void
+dispatch_stats(struct daemon *d, struct dispatch_stats *out)
+{
+    out->sent = atomic_load(&d->sent_total);
+    out->failed = atomic_load(&d->failed_total);
+    out->batches = d->jobs;
+}
+
+void
 dispatch_metrics(struct daemon *d, struct sbuf *out)
 {
     sbuf_printf(out, "# HELP nudge_sent_total Messages sent since start.\n"

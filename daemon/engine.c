@@ -23,6 +23,15 @@ daemon_now(const struct daemon *d)
     return clock_now(&d->clock);
 }
 
+void
+engine_stats(const struct daemon *d, struct engine_stats *out)
+{
+    out->started = d->started;
+    out->last_tick = d->last_tick;
+    out->cycles = d->cycles;
+    out->totals = d->totals;
+}
+
 ntime_t
 engine_import_clock(void *ud)
 {
