@@ -375,7 +375,7 @@ parse_settings(const char *channel, const json_t *settings, struct smtp_conf *c,
     {
         const struct smtp_opt *opt = NULL;
         if (key[0] == '_')
-            continue; /* the daemon's own annotations (_file, _line, _database, ...) */
+            continue; /* the daemon's own annotations (_file, _line, _spool_dir, ...) */
         for (size_t i = 0; i < SMTP_NOPTS; i++)
             if (strcmp(smtp_opts[i].key, key) == 0)
                 opt = &smtp_opts[i];

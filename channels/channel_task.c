@@ -98,13 +98,12 @@ task_close(void *state)
 }
 
 /* Opens backend `transport` for `channel` with a copy of settings that also
- * carries the daemon's annotations (_file, _line, _spool_dir, _database). */
+ * carries the daemon's annotations (_file, _line, _spool_dir, _check). */
 static int
 notifier_open(struct notifier *n, const char *transport, const char *channel, json_t *settings,
               json_t *task_settings, struct nerr *err)
 {
-    static const char *const notes[] = {"_file",     "_line",  "_spool_dir",
-                                        "_database", "_check", NULL};
+    static const char *const notes[] = {"_file", "_line", "_spool_dir", "_check", NULL};
     json_t *copy = json_deep_copy(settings);
     int rc;
     n->be = channel_backend_find(transport);

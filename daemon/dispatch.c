@@ -620,7 +620,6 @@ chan_setup(struct daemon *d, struct chan *c, const char *name, json_t *settings,
     c->be = be;
     c->settings = json_deep_copy(settings);
     json_object_set_new(c->settings, "_spool_dir", json_string(d->cfg->spool_dir));
-    json_object_set_new(c->settings, "_database", json_string(d->cfg->database));
     if (check)
         json_object_set_new(c->settings, "_check", json_true());
     /* The task transport may notify assignees over the email channel. */
